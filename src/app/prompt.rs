@@ -1,0 +1,98 @@
+//! How a typed prompt becomes token ids: as typed, with a leading BOS, or inside the chat template.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tokenizer::{Tokenizer, TokenizerError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptFormat {
+    /// The model's own default (SmolLM2 adds no BOS).
+    #[default]
+    Raw,
+    /// A leading BOS token ([`Tokenizer::document_start_id`]: `<|endoftext|>` for SmolLM2), as the
+    /// paper's models have.
+    Bos,
+    /// Wrapped as a user turn in the model's chat template, ending in the assistant prompt.
+    Chat,
+}
+
+impl PromptFormat {
+    pub const ALL: [PromptFormat; 3] = [Self::Raw, Self::Bos, Self::Chat];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Bos => "bos",
+            Self::Chat => "chat",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    #[error("the prompt is empty")]
+    Empty,
+    #[error("this model has no BOS token")]
+    NoBos,
+    #[error("this model's chat template is not one sinkscope can render (only ChatML-style templates are)")]
+    UnsupportedTemplate,
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+}
+
+/// Render a ChatML-style template (`<|im_start|>role\n...<|im_end|>\n`) for one user message,
+/// keeping the default system message the template inserts when there is none.
+pub fn render_chat(template: &str, user: &str) -> Result<String, PromptError> {
+    if !template.contains("<|im_start|>") || !template.contains("<|im_end|>") {
+        return Err(PromptError::UnsupportedTemplate);
+    }
+    let mut out = String::new();
+    if let Some(start) = template.find("<|im_start|>system\n") {
+        if let Some(len) = template[start..].find("<|im_end|>") {
+            out.push_str(&template[start..start + len]);
+            out.push_str("<|im_end|>\n");
+        }
+    }
+    out.push_str("<|im_start|>user\n");
+    out.push_str(user);
+    out.push_str("<|im_end|>\n<|im_start|>assistant\n");
+    Ok(out)
+}
+
+/// Token ids for `text` in `format`.
+pub fn encode(tok: &Tokenizer, text: &str, format: PromptFormat) -> Result<Vec<u32>, PromptError> {
+    if text.is_empty() {
+        return Err(PromptError::Empty);
+    }
+    Ok(match format {
+        PromptFormat::Raw => tok.encode(text)?,
+        PromptFormat::Bos => {
+            let bos = tok.document_start_id().ok_or(PromptError::NoBos)?;
+            let mut ids = vec![bos];
+            ids.extend(tok.encode(text)?);
+            ids
+        }
+        PromptFormat::Chat => {
+            let template = tok.chat_template.as_deref().ok_or(PromptError::UnsupportedTemplate)?;
+            tok.encode(&render_chat(template, text)?)?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chatml_with_default_system() {
+        let t = "{% if loop.first %}{{ '<|im_start|>system\nYou are nice<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}";
+        assert_eq!(
+            render_chat(t, "hi").unwrap(),
+            "<|im_start|>system\nYou are nice<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert!(matches!(render_chat("{{ messages }}", "hi"), Err(PromptError::UnsupportedTemplate)));
+    }
+}

@@ -1,0 +1,19 @@
+//! sinkscope: watch a real language model's attention sinks catch, tag and release tokens.
+//!
+//! Layers, each depending only on those above it:
+//! 1. [`gguf`] — file reading and dequantization;
+//! 2. [`tokenizer`] — a `tokenizers` tokenizer built from GGUF metadata;
+//! 3. [`model`] — the Llama model in burn, returning a trace of internals;
+//! 4. `analysis` — sinks, catch, tag, release, PCA (plain data in, plain data out);
+//! 5. `app` — view state, URL codec, scheduling; 6. `web` (wasm only) — worker and drawing.
+
+pub mod analysis;
+pub mod app;
+pub mod gguf;
+pub mod model;
+pub mod trace;
+pub mod tokenizer;
+pub mod toy;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;

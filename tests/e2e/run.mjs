@@ -1,0 +1,276 @@
+// End-to-end tests of the page in real headless Chromium (Debian's, driven by playwright-core).
+// Serves dist/ on 127.0.0.1, loads the page, waits for the model, types, clicks, reloads links.
+// Screenshots go to tests/e2e/screenshots/ (git-ignored). Ends with "N passed, N failed".
+//
+// Usage: node tests/e2e/run.mjs [--only NAME] [--bench]
+
+import { createRequire } from "node:module";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serve } from "./serve.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, "..", "..");
+const require = createRequire(join(root, "tools", "package.json"));
+const { chromium } = require("playwright-core");
+
+const SHOTS = join(here, "screenshots");
+mkdirSync(SHOTS, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
+const LOAD_TIMEOUT = 240_000;
+
+const args = process.argv.slice(2);
+const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
+
+export async function launch({ webgpu }) {
+  const userDir = mkdtempSync(join(tmpdir(), "sinkscope-chromium-"));
+  const flags = [
+    "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+  ];
+  if (webgpu) flags.push("--enable-unsafe-webgpu");
+  const context = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM,
+    ignoreDefaultArgs: ["--headless"],
+    args: flags,
+    viewport: { width: 1360, height: 1100 },
+  });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"]).catch(() => {});
+  return { context, close: async () => { await context.close(); rmSync(userDir, { recursive: true, force: true }); } };
+}
+
+/** Wait until the status says the picture for the current prompt is drawn (or an error). */
+export async function waitReady(page, timeout = LOAD_TIMEOUT) {
+  await page.waitForFunction(() => {
+    const s = document.querySelector("[data-testid=status]");
+    return s && (s.dataset.state === "ready" || s.dataset.state === "error");
+  }, null, { timeout });
+  const st = await page.getAttribute("[data-testid=status]", "data-state");
+  if (st !== "ready") {
+    const msg = await page.textContent("#failure-text");
+    throw new Error(`page reached state ${st}: ${msg}`);
+  }
+}
+
+/** Type into the prompt as a user would, then wait for the new picture. */
+async function typePrompt(page, text) {
+  await page.fill("[data-testid=prompt]", "");
+  await page.type("[data-testid=prompt]", text, { delay: 5 });
+  await page.waitForFunction((t) => {
+    const s = document.querySelector("[data-testid=status]");
+    return s.dataset.state === "working" || decodeURIComponent(location.hash).includes(t.slice(0, 8));
+  }, text, { timeout: 10_000 }).catch(() => {});
+  await waitReady(page);
+}
+
+async function tokens(page) {
+  return page.$$eval("[data-testid=token]", (els) => els.map((e) => ({
+    text: e.textContent, index: Number(e.dataset.index), sinkHeads: Number(e.dataset.sinkHeads),
+  })));
+}
+
+async function heatmapStats(page) {
+  return page.$eval("[data-testid=heatmap]", (c) => {
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let shown = 0;
+    const px = [];
+    for (let i = 0; i < d.length; i += 4) {
+      const masked = d[i] === 236 && d[i + 1] === 236 && d[i + 2] === 240;
+      if (!masked) shown++;
+      px.push(d[i], d[i + 1], d[i + 2]);
+    }
+    return { w: c.width, h: c.height, shown, first: [d[0], d[1], d[2]], hash: px.join(",") };
+  });
+}
+
+async function notices(page) {
+  return page.$$eval("#notices li span", (els) => els.map((e) => e.textContent));
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+
+const results = [];
+async function test(name, fn) {
+  if (only && !name.includes(only)) return;
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push([name, true]);
+    console.log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push([name, false]);
+    console.log(`FAIL ${name}: ${e.stack || e}`);
+  }
+}
+
+const server = await serve(join(root, "dist"));
+const base = `http://127.0.0.1:${server.port}/`;
+console.log(`serving dist/ at ${base}`);
+
+// --- WebGPU browser (SwiftShader's software adapter) ----------------------------------------------
+{
+  const { context, close } = await launch({ webgpu: true });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+  let firstLink = null;
+
+  await test("first visit: progress, model, example prompt, WebGPU backend", async () => {
+    await page.goto(base);
+    await page.waitForSelector("#progress-text");
+    await waitReady(page);
+    assert(await page.textContent("[data-testid=backend]") === "webgpu", "backend badge says webgpu");
+    const toks = await tokens(page);
+    assert(toks.length === 14, `example prompt has 14 tokens, got ${toks.length}`);
+    assert(toks[0].text === "The" && toks[1].text === " capital", `tokens ${JSON.stringify(toks.slice(0, 3))}`);
+    const max = Math.max(...toks.map((t) => t.sinkHeads));
+    assert(toks[0].sinkHeads === max && max > 100, `token 0 is the strongest sink (${toks[0].sinkHeads} heads)`);
+    assert((await page.$$("[data-testid=head-cell]")).length === 270, "30 x 9 head cells");
+    await page.screenshot({ path: join(SHOTS, "01-first-visit-webgpu.png"), fullPage: true });
+  });
+
+  await test("typing re-analyses; first token is a sink; heatmap has pixels", async () => {
+    await typePrompt(page, "The quick brown fox jumps over the lazy dog.");
+    const toks = await tokens(page);
+    assert(toks.length === 10, `10 tokens, got ${toks.length}: ${toks.map((t) => t.text)}`);
+    assert(toks[0].text === "The" && toks[9].text === ".", "token texts");
+    assert(toks[0].sinkHeads === Math.max(...toks.map((t) => t.sinkHeads)), "first token has the most sink heads");
+    const hm = await heatmapStats(page);
+    assert(hm.w === 10 && hm.h === 10, `heatmap is T x T (${hm.w}x${hm.h})`);
+    assert(hm.shown === 55, `55 visible cells (lower triangle), got ${hm.shown}`);
+    assert(hm.first[0] > 200 && hm.first[1] > 200, `A[0,0] = 1 is drawn at the top of the colour map: ${hm.first}`);
+    const hash = decodeURIComponent(await page.evaluate(() => location.hash));
+    assert(hash.includes("The quick brown fox"), `URL fragment holds the prompt: ${hash}`);
+    await page.screenshot({ path: join(SHOTS, "02-typed-prompt.png"), fullPage: true });
+  });
+
+  await test("select a head, change eps and scale; the URL follows", async () => {
+    await page.click("[data-testid=head-cell][data-layer='3'][data-head='2']");
+    await waitReady(page);
+    await page.selectOption("#scale", "log");
+    await waitReady(page);
+    await page.click("#eps-gu");
+    await waitReady(page);
+    const hash = await page.evaluate(() => location.hash);
+    for (const part of ["l=3", "h=2", "eps=0.3", "s=log"]) assert(hash.includes(part), `${part} in ${hash}`);
+    assert((await page.textContent("#head-title")).includes("Layer 3, head 2"), "head title");
+    await page.click(".tabs button[data-view=tags]");
+    await waitReady(page);
+    assert(await page.isVisible("#pca-out"), "tag view visible");
+    await page.screenshot({ path: join(SHOTS, "03-tags-view.png"), fullPage: true });
+    await page.click(".tabs button[data-view=release]");
+    await waitReady(page);
+    await page.screenshot({ path: join(SHOTS, "04-release-view.png"), fullPage: true });
+    await page.click(".tabs button[data-view=heatmap]");
+    await waitReady(page);
+  });
+
+  await test("copy link, open it: same state and the same picture (model from Cache Storage)", async () => {
+    await page.click("[data-testid=copy-link]");
+    firstLink = await page.inputValue("[data-testid=share-url]");
+    assert(firstLink.includes("#p="), `link ${firstLink}`);
+    const before = await heatmapStats(page);
+    const toksBefore = await tokens(page);
+    const page2 = await context.newPage();
+    await page2.goto(firstLink);
+    await page2.waitForFunction(() => /cache/.test(document.querySelector("#progress-text").textContent) || document.querySelector("[data-testid=status]").dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+    const progress = await page2.textContent("#progress-text");
+    await waitReady(page2);
+    assert(/cache/i.test(progress), `second visit reads the model from the cache: ${progress}`);
+    assert(await page2.inputValue("[data-testid=prompt]") === "The quick brown fox jumps over the lazy dog.", "prompt restored");
+    assert((await page2.textContent("#head-title")).includes("Layer 3, head 2"), "head restored");
+    assert(await page2.inputValue("#scale") === "log" && await page2.inputValue("#eps") === "0.3", "scale and eps restored");
+    const after = await heatmapStats(page2);
+    assert(after.hash === before.hash, "identical heatmap pixels");
+    assert(JSON.stringify(await tokens(page2)) === JSON.stringify(toksBefore), "identical token strip");
+    await page2.screenshot({ path: join(SHOTS, "05-reopened-link.png"), fullPage: true });
+    await page2.close();
+  });
+
+  await test("empty prompt shows a hint; an over-long prompt is cut with a notice", async () => {
+    await page.fill("[data-testid=prompt]", "");
+    await page.waitForTimeout(400);
+    await waitReady(page);
+    assert(await page.isVisible("#hint"), "hint visible");
+    assert((await tokens(page)).length === 0, "no tokens");
+    const long = "word ".repeat(400);
+    await page.fill("[data-testid=prompt]", long);
+    await page.waitForTimeout(400);
+    await waitReady(page);
+    assert((await tokens(page)).length === 256, "cut at 256 tokens");
+    assert((await notices(page)).some((n) => n.includes("only the first 256")), "cut notice");
+    await page.screenshot({ path: join(SHOTS, "06-long-prompt.png"), fullPage: true });
+  });
+
+  await test("malformed link falls back to defaults with notices", async () => {
+    const page3 = await context.newPage();
+    await page3.goto(`${base}#p=%E0%A4%ZZ&l=banana&h=99999999&eps=7&v=nope&b=quantum`);
+    await waitReady(page3);
+    const n = await notices(page3);
+    assert(n.length >= 4, `notices: ${JSON.stringify(n)}`);
+    assert((await tokens(page3)).length === 14, "example prompt shown");
+    await page3.screenshot({ path: join(SHOTS, "07-malformed-link.png"), fullPage: true });
+    await page3.close();
+  });
+
+  await test("a lost GPU device falls back to the CPU and re-runs the prompt", async () => {
+    await typePrompt(page, "Hello, world! This is a test.");
+    await page.evaluate(() => window.sinkscopeLoseDevice());
+    await page.fill("[data-testid=prompt]", "Hello, world! This is a test again.");
+    await page.waitForFunction(() => document.querySelector("[data-testid=backend]").textContent === "cpu", null, { timeout: LOAD_TIMEOUT });
+    await waitReady(page);
+    const toks = await tokens(page);
+    assert(toks.length === 9, `re-ran the current prompt on the CPU (${toks.length} tokens)`);
+    assert((await notices(page)).some((n) => n.includes("GPU device was lost")), "notice shown");
+    await page.screenshot({ path: join(SHOTS, "08-device-lost.png"), fullPage: true });
+  });
+
+  await test("no uncaught page errors", async () => {
+    const bad = errors.filter((e) => !/GPU|device|Device|WebGPU|lost/.test(e));
+    assert(bad.length === 0, JSON.stringify(bad));
+  });
+  await close();
+}
+
+// --- CPU: a browser without WebGPU ----------------------------------------------------------------
+{
+  const { context, close } = await launch({ webgpu: false });
+  const page = await context.newPage();
+  await test("without WebGPU the CPU backend runs, with the same sinks", async () => {
+    await page.goto(`${base}#p=The%20quick%20brown%20fox%20jumps%20over%20the%20lazy%20dog.&l=3&h=2`);
+    await waitReady(page);
+    assert(await page.textContent("[data-testid=backend]") === "cpu", "backend badge says cpu");
+    assert((await notices(page)).some((n) => /WebGPU is not available/.test(n)), "fallback notice");
+    const toks = await tokens(page);
+    assert(toks.length === 10 && toks[0].sinkHeads === Math.max(...toks.map((t) => t.sinkHeads)), "first-token sink on CPU");
+    const hm = await heatmapStats(page);
+    assert(hm.shown === 55, "heatmap drawn on CPU");
+    await page.screenshot({ path: join(SHOTS, "09-cpu-backend.png"), fullPage: true });
+  });
+  await close();
+}
+
+// --- backend override in the link -----------------------------------------------------------------
+{
+  const { context, close } = await launch({ webgpu: true });
+  const page = await context.newPage();
+  await test("b=cpu in the link forces the CPU even where WebGPU exists", async () => {
+    await page.goto(`${base}#p=Hi%20there&b=cpu`);
+    await waitReady(page);
+    assert(await page.textContent("[data-testid=backend]") === "cpu", "cpu forced");
+    assert((await page.evaluate(() => location.hash)).includes("b=cpu"), "override kept in the link");
+  });
+  await close();
+}
+
+await server.close();
+const passed = results.filter((r) => r[1]).length;
+const failed = results.length - passed;
+writeFileSync(join(SHOTS, "results.json"), JSON.stringify(results, null, 1));
+console.log(`e2e: ${passed} passed, ${failed} failed`);
+process.exit(failed === 0 && results.length > 0 ? 0 : 1);
