@@ -10,6 +10,7 @@
 pub mod analysis;
 pub mod app;
 pub mod gguf;
+pub mod linear;
 pub mod model;
 pub mod trace;
 pub mod tokenizer;

@@ -196,7 +196,7 @@ usage:
     /// The 64-token benchmark prompt (exactly 64 tokens with SmolLM2's tokenizer; checked below).
     pub const PROMPT_64: &str = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome. \
 The capital of Spain is Madrid. The capital of Portugal is Lisbon. The capital of Austria is Vienna. The capital of Poland is Warsaw. \
-The capital of Greece is";
+The capital of Greece is Athens. The capital of Norway is Oslo. The";
     pub const PROMPT_A: &str = "The capital of France is Paris. The capital of Germany is Berlin.";
 
     fn bench(args: &[String]) -> Result<(), String> {
@@ -221,6 +221,9 @@ The capital of Greece is";
         println!("load: read {read_ms:.0} ms + parse/dequantize/upload {:.0} ms (median of 3)", median(load_times));
         let ids_a = tok.encode(PROMPT_A).map_err(|e| e.to_string())?;
         let ids_64 = tok.encode(PROMPT_64).map_err(|e| e.to_string())?;
+        if ids_64.len() != 64 {
+            return Err(format!("the 64-token benchmark prompt has {} tokens", ids_64.len()));
+        }
         let mut ids_256 = ids_64.clone();
         while ids_256.len() < 256 {
             ids_256.extend_from_slice(&ids_64);

@@ -19,6 +19,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::Transaction;
 
 use crate::gguf::{Gguf, GgufError};
+use crate::linear::linear;
 pub use crate::trace::{top_k, LayerTrace, Trace, TraceOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,16 +118,17 @@ impl Config {
     }
 }
 
+/// One block's weights, each in the GGUF layout [out, in] (applied as x·Wᵀ by [`linear`]).
 struct Layer {
     attn_norm: Tensor<2>,
-    /// Fused [hidden, (H + 2 KV)·D]: Q (HF row order), K (HF row order), V.
+    /// Fused [(H + 2 KV)·D, hidden]: Q and K rows (un-permuted to the HF order), then V.
     wqkv: Tensor<2>,
-    /// [H·D, hidden]
+    /// [hidden, H·D]
     wo: Tensor<2>,
     ffn_norm: Tensor<2>,
-    /// Fused [hidden, 2·ffn]: gate, then up.
+    /// Fused [2·ffn, hidden]: gate rows, then up rows.
     w_gate_up: Tensor<2>,
-    /// [ffn, hidden]
+    /// [hidden, ffn]
     w_down: Tensor<2>,
 }
 
@@ -159,19 +161,10 @@ fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, ModelError>
     Ok(data)
 }
 
-/// Write the transpose of `src` (rows x cols) into columns `col0..col0+rows` of `dst` (cols x width),
-/// taking source row `row_map(r)` for destination column `col0 + r`.
-fn transpose_into(dst: &mut [f32], width: usize, col0: usize, src: &[f32], rows: usize, cols: usize, row_map: impl Fn(usize) -> usize) {
-    const B: usize = 32;
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..cols).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                let s = &src[row_map(r) * cols..][..cols];
-                for c in c0..(c0 + B).min(cols) {
-                    dst[c * width + col0 + r] = s[c];
-                }
-            }
-        }
+/// Append the rows of `src` (rows x cols) to `dst`, taking source row `row_map(r)` for row r.
+fn push_rows(dst: &mut Vec<f32>, src: &[f32], rows: usize, cols: usize, row_map: impl Fn(usize) -> usize) {
+    for r in 0..rows {
+        dst.extend_from_slice(&src[row_map(r) * cols..][..cols]);
     }
 }
 
@@ -204,35 +197,20 @@ impl Llama {
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
             let name = |s: &str| format!("blk.{l}.{s}.weight");
-            let width = qd + 2 * kvd;
-            let mut qkv = vec![0.0; hd * width];
-            let q = load_matrix(g, &name("attn_q"), qd, hd)?;
-            transpose_into(&mut qkv, width, 0, &q, qd, hd, |r| unpermute_row(r, d));
-            let k = load_matrix(g, &name("attn_k"), kvd, hd)?;
-            transpose_into(&mut qkv, width, qd, &k, kvd, hd, |r| unpermute_row(r, d));
-            let v = load_matrix(g, &name("attn_v"), kvd, hd)?;
-            transpose_into(&mut qkv, width, qd + kvd, &v, kvd, hd, |r| r);
-
-            let o = load_matrix(g, &name("attn_output"), hd, qd)?;
-            let mut wo = vec![0.0; qd * hd];
-            transpose_into(&mut wo, hd, 0, &o, hd, qd, |r| r);
-
-            let mut gate_up = vec![0.0; hd * 2 * c.ffn];
-            let gate = load_matrix(g, &name("ffn_gate"), c.ffn, hd)?;
-            transpose_into(&mut gate_up, 2 * c.ffn, 0, &gate, c.ffn, hd, |r| r);
-            let up = load_matrix(g, &name("ffn_up"), c.ffn, hd)?;
-            transpose_into(&mut gate_up, 2 * c.ffn, c.ffn, &up, c.ffn, hd, |r| r);
-            let down = load_matrix(g, &name("ffn_down"), hd, c.ffn)?;
-            let mut w_down = vec![0.0; c.ffn * hd];
-            transpose_into(&mut w_down, hd, 0, &down, hd, c.ffn, |r| r);
-
+            let rows = qd + 2 * kvd;
+            let mut qkv = Vec::with_capacity(rows * hd);
+            push_rows(&mut qkv, &load_matrix(g, &name("attn_q"), qd, hd)?, qd, hd, |r| unpermute_row(r, d));
+            push_rows(&mut qkv, &load_matrix(g, &name("attn_k"), kvd, hd)?, kvd, hd, |r| unpermute_row(r, d));
+            qkv.extend_from_slice(&load_matrix(g, &name("attn_v"), kvd, hd)?);
+            let mut gate_up = load_matrix(g, &name("ffn_gate"), c.ffn, hd)?;
+            gate_up.extend_from_slice(&load_matrix(g, &name("ffn_up"), c.ffn, hd)?);
             layers.push(Layer {
                 attn_norm: tensor2(load_vector(g, &name("attn_norm"), hd)?, 1, hd, device),
-                wqkv: tensor2(qkv, hd, width, device),
-                wo: tensor2(wo, qd, hd, device),
+                wqkv: tensor2(qkv, rows, hd, device),
+                wo: tensor2(load_matrix(g, &name("attn_output"), hd, qd)?, hd, qd, device),
                 ffn_norm: tensor2(load_vector(g, &name("ffn_norm"), hd)?, 1, hd, device),
-                w_gate_up: tensor2(gate_up, hd, 2 * c.ffn, device),
-                w_down: tensor2(w_down, c.ffn, hd, device),
+                w_gate_up: tensor2(gate_up, 2 * c.ffn, hd, device),
+                w_down: tensor2(load_matrix(g, &name("ffn_down"), hd, c.ffn)?, hd, c.ffn, device),
             });
         }
         Ok(Self { config: c, device: device.clone(), embed, output, out_norm, layers })
@@ -299,7 +277,7 @@ impl Llama {
         for (l, layer) in self.layers.iter().enumerate() {
             let record = opts.records(l);
             let resid_pre = x.clone();
-            let qkv = self.rms_norm(x.clone(), &layer.attn_norm).matmul(layer.wqkv.clone());
+            let qkv = linear(self.rms_norm(x.clone(), &layer.attn_norm), &layer.wqkv);
             // [n, heads·D] -> [heads, n, D]
             let split = |start: usize, heads: usize| qkv.clone().narrow(1, start, heads * d).reshape([n, heads, d]).swap_dims(0, 1);
             let q = Self::rope(split(0, h), &cos, &sin);
@@ -315,12 +293,12 @@ impl Llama {
             let pattern = softmax(scores, 2);
             let z = pattern.clone().matmul(v.clone()); // [KV, G·n, D]
             let z_heads = z.reshape([h, n, d]);
-            let attn_out = z_heads.clone().swap_dims(0, 1).reshape([n, h * d]).matmul(layer.wo.clone());
+            let attn_out = linear(z_heads.clone().swap_dims(0, 1).reshape([n, h * d]), &layer.wo);
             x = x + attn_out.clone();
-            let gu = self.rms_norm(x.clone(), &layer.ffn_norm).matmul(layer.w_gate_up.clone());
+            let gu = linear(self.rms_norm(x.clone(), &layer.ffn_norm), &layer.w_gate_up);
             let gate = gu.clone().narrow(1, 0, c.ffn);
             let up = gu.narrow(1, c.ffn, c.ffn);
-            x = x.clone() + (silu(gate) * up).matmul(layer.w_down.clone());
+            x = x.clone() + linear(silu(gate) * up, &layer.w_down);
 
             out.layers.push(record.then(|| ForwardLayer {
                 pattern: pattern.reshape([h, n, t]),
@@ -332,23 +310,22 @@ impl Llama {
         }
         let normed = self.rms_norm(x, &self.out_norm);
         let for_logits = if opts.all_logits { normed.clone() } else { normed.clone().narrow(0, n - 1, 1) };
-        let w_out = self.output.as_ref().unwrap_or(&self.embed).clone();
-        // logits^T = W_out · x^T keeps the big matrix contiguous: [vocab, rows] -> [rows, vocab]
-        out.logits = Some(w_out.matmul(for_logits.transpose()).transpose());
+        out.logits = Some(linear(for_logits, self.output.as_ref().unwrap_or(&self.embed)));
         if opts.keep_resid {
             out.final_norm = Some(normed);
         }
         out
     }
 
-    /// Rows of W_O for one head, [D, hidden]: maps the head's z (or value) space to the residual stream.
+    /// The head's slice of W_O as [D, hidden] (row i: where z_i goes in the residual stream).
     pub async fn w_o_head(&self, layer: usize, head: usize) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let l = self.layers.get(layer).ok_or_else(|| ModelError::BadConfig(format!("no layer {layer}")))?;
         if head >= c.n_heads {
             return Err(ModelError::BadConfig(format!("no head {head}")));
         }
-        let t = l.wo.clone().narrow(0, head * c.head_dim, c.head_dim);
+        // wo is [hidden, H·D]: the head's columns, transposed.
+        let t = l.wo.clone().narrow(1, head * c.head_dim, c.head_dim).transpose();
         read_f32(t.into_data_async().await)
     }
 }

@@ -2,6 +2,7 @@
 //! the URL codec and scheduling.
 
 pub mod draw;
+pub mod lab;
 pub mod prompt;
 pub mod session;
 pub mod state;

@@ -14,7 +14,6 @@
 mod fetch;
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8ClampedArray};
 use serde::{Deserialize, Serialize};
@@ -48,7 +47,7 @@ enum Reply<'a> {
 struct Worker {
     session: Option<Session>,
     backend: &'static str,
-    #[cfg(feature = "wgpu")]
+    #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
     gpu: Option<burn::tensor::wgpu::WgpuSetup>,
     /// The newest update not yet computed.
     pending: Option<(u64, ViewState)>,
@@ -59,7 +58,7 @@ thread_local! {
     static WORKER: RefCell<Worker> = RefCell::new(Worker {
         session: None,
         backend: "cpu",
-        #[cfg(feature = "wgpu")]
+        #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
         gpu: None,
         pending: None,
         busy: false,
@@ -173,7 +172,7 @@ fn handle(req: Request) {
             }
         }
         Request::LoseDevice => {
-            #[cfg(feature = "wgpu")]
+            #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
             WORKER.with_borrow(|w| {
                 if let Some(setup) = &w.gpu {
                     setup.device.destroy();
@@ -210,7 +209,7 @@ async fn run_pending() {
 
 /// Pick the device: WebGPU unless the CPU is asked for or no adapter exists.
 async fn choose_device(backend: Option<Backend>) -> (burn::prelude::Device, &'static str, String, Option<String>) {
-    #[cfg(feature = "wgpu")]
+    #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
     if backend != Some(Backend::Cpu) {
         match burn::prelude::Device::wgpu_options().init_with_setup_async().await {
             Ok((device, setup)) => {
