@@ -1,7 +1,10 @@
-//! The native command-line tool: `sinkscope analyze`, `sinkscope bench`, `sinkscope toy`.
+//! The one binary: natively the command-line tool (`sinkscope analyze`, `bench`, `toy`); built for
+//! wasm32 (by Trunk) it is the browser's Web Worker that runs the model.
 
 #[cfg(target_arch = "wasm32")]
-fn main() {}
+fn main() {
+    sinkscope::web::start();
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {

@@ -47,7 +47,8 @@ function send(msg) {
 function startWorker() {
   if (worker) worker.terminate();
   ready = false;
-  worker = new Worker("./sinkscope-worker_loader.js", { type: "module" });
+  labShown = false;
+  worker = new Worker("./sinkscope_loader.js", { type: "module" });
   worker.onmessage = (ev) => onMessage(ev.data);
   worker.onerror = (ev) => {
     ev.preventDefault();
@@ -117,6 +118,9 @@ function onMessage(data) {
         fail(msg.message);
       }
       break;
+    case "lab":
+      drawLab(msg.lab, msg.bitmaps, data.pixels);
+      break;
     case "fatal":
       onFatal(msg.message);
       break;
@@ -144,7 +148,47 @@ function applyStateToControls() {
 function showView(view) {
   document.querySelectorAll(".tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === view)));
   document.querySelectorAll(".view").forEach((v) => (v.hidden = v.dataset.view !== view));
+  document.querySelector(".head-only").hidden = view === "lab";
+  if (view === "lab" && worker && !labShown) {
+    labShown = true;
+    send({ type: "lab-show" });
+  }
 }
+
+let labShown = false;
+function drawLab(lab, names, pixels) {
+  const bitmaps = {};
+  names.forEach(([name, w, h], i) => (bitmaps[name] = { w, h, px: pixels[i] }));
+  for (const [id, name] of [["lab-loss", "lab_loss"], ["lab-attn1", "lab_attn1"], ["lab-attn2", "lab_attn2"], ["lab-pca", "lab_pca"]]) {
+    const b = bitmaps[name];
+    if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
+  }
+  const v = lab.verdict;
+  const [minCatch, minRelease, maxRel] = lab.thresholds;
+  $("lab-epoch").textContent = lab.source === "checkpoint"
+    ? `pre-trained checkpoint (seed ${lab.seed}, ${lab.epochs} epochs) — press Start to train a new model`
+    : `seed ${lab.seed} · epoch ${lab.epoch} of ${lab.epochs}${lab.running ? " · training…" : ""}` +
+      (lab.losses.length ? ` · loss ${lab.losses[lab.losses.length - 1].toExponential(2)}` : "");
+  $("lab-epoch").dataset.epoch = lab.epoch;
+  $("lab-epoch").dataset.losses = JSON.stringify(lab.losses);
+  $("lab-verdict").innerHTML = "";
+  const verdict = document.createElement("span");
+  verdict.className = v.emerged ? "ok" : "no";
+  verdict.textContent = v.emerged ? "catch, tag and release emerged" : "not (yet) the mechanism";
+  $("lab-verdict").append(
+    verdict,
+    ` · catch: [SEP] gets ${v.catch.toFixed(2)} of post-[SEP] attention in layer 1 (needs ≥ ${minCatch})` +
+    ` · release: the last query puts ${v.release.toFixed(2)} on post-[SEP] numbers in layer 2 (needs ≥ ${minRelease})` +
+    ` · test RMSE ${v.rmse.toFixed(4)} vs ${v.baseline_rmse.toFixed(4)} for a constant (needs ≤ ${maxRel}×)`);
+  $("lab-verdict").dataset.emerged = v.emerged;
+  const sinks = (l) => lab.sinks[l].map((k) => lab.tokens[k]).join(", ") || "none";
+  $("lab-cap1").textContent = `layer 1 attention · sinks (alpha > 0.2): ${sinks(0)}`;
+  $("lab-cap2").textContent = `layer 2 attention · sinks: ${sinks(1)}`;
+  $("lab-pca-cap").textContent = `layer-1 head outputs of 24 sequences, PCA (${(100 * lab.pca_explained[0]).toFixed(0)}% + ${(100 * lab.pca_explained[1]).toFixed(0)}%): orange = caught by [SEP]`;
+  $("lab-tokens").textContent = `probe sequence (rows and columns of the maps): ${lab.tokens.join(" ")}`;
+  $("lab-start").disabled = lab.running;
+}
+
 
 function putBitmap(canvas, w, h, pixels) {
   canvas.width = w;
@@ -244,6 +288,10 @@ function draw(msg, pixels, heatValues) {
     $("rel-hi").textContent = f.release.max_abs.toFixed(2);
   }
   showView(f.state.view);
+  const st = $("status");
+  st.dataset.forwardMs = f.timing ? f.timing.forward_ms.toFixed(1) : "";
+  st.dataset.analysisMs = f.timing ? f.timing.analysis_ms.toFixed(1) : "";
+  st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
   setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
 }
 
@@ -363,6 +411,10 @@ document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("cli
   showView(state.view);
   update();
 }));
+const labSeed = () => Math.max(0, Math.min(100000, Number($("lab-seed").value) || 0));
+$("lab-start").addEventListener("click", () => send({ type: "lab-start", seed: labSeed() }));
+$("lab-pause").addEventListener("click", () => send({ type: "lab-pause" }));
+$("lab-reset").addEventListener("click", () => send({ type: "lab-reset", seed: labSeed() }));
 $("copy-link").addEventListener("click", async () => {
   const link = location.href;
   $("share-url").value = link;

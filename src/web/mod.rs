@@ -21,6 +21,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use crate::app::draw::Bitmap;
+use crate::app::lab::Lab;
 use crate::app::session::{Frame, Session};
 use crate::app::state::{Backend, ViewState};
 use crate::app;
@@ -33,6 +35,13 @@ enum Request {
     Update { seq: u64, state: ViewState },
     /// Test hook: destroy the GPU device, as a driver reset or a lost GPU would.
     LoseDevice,
+    /// The Lab: show the current state (the pre-trained checkpoint at first).
+    LabShow,
+    /// Train (from a fresh initialisation with `seed` if the checkpoint is shown).
+    LabStart { seed: u64 },
+    LabPause,
+    /// A fresh random initialisation with `seed`, not yet trained.
+    LabReset { seed: u64 },
 }
 
 #[derive(Serialize)]
@@ -52,6 +61,11 @@ struct Worker {
     /// The newest update not yet computed.
     pending: Option<(u64, ViewState)>,
     busy: bool,
+    lab: Option<Lab>,
+    /// Training is wanted (Start pressed, not paused or reset since).
+    lab_running: bool,
+    /// The training loop is scheduled (it holds the Lab while it computes).
+    lab_loop: bool,
 }
 
 thread_local! {
@@ -62,6 +76,9 @@ thread_local! {
         gpu: None,
         pending: None,
         busy: false,
+        lab: None,
+        lab_running: false,
+        lab_loop: false,
     });
 }
 
@@ -93,38 +110,36 @@ fn post_error(seq: Option<u64>, message: String, retry: bool) {
     post_json(&Reply::Error { seq, message, retry });
 }
 
-/// Send a frame: JSON, the bitmaps as transferable pixel buffers, and the heatmap values.
-fn post_frame(frame: &Frame) {
-    #[derive(Serialize)]
-    struct Envelope<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        frame: &'a Frame,
-        bitmaps: Vec<(&'a str, usize, usize)>,
+/// Send a reply with bitmaps: JSON, the pixels as transferable buffers, and optional values.
+fn post_with_bitmaps<T: Serialize>(kind: &'static str, key: &'static str, value: &T, bitmaps: &[(String, Bitmap)], heat: &[f32], seq: Option<u64>) {
+    let names: Vec<(&str, usize, usize)> = bitmaps.iter().map(|(n, b)| (n.as_str(), b.width, b.height)).collect();
+    let mut doc = serde_json::json!({"type": kind, "bitmaps": names});
+    match serde_json::to_value(value) {
+        Ok(v) => doc[key] = v,
+        Err(e) => return post_error(seq, format!("cannot encode a {kind}: {e}"), false),
     }
-    let env = Envelope { kind: "frame", frame, bitmaps: frame.bitmaps.iter().map(|(n, b)| (n.as_str(), b.width, b.height)).collect() };
-    let json = match serde_json::to_string(&env) {
-        Ok(j) => j,
-        Err(e) => return post_error(Some(frame.seq), format!("cannot encode a frame: {e}"), false),
-    };
     let msg = Object::new();
     let transfer = Array::new();
     let pixels = Array::new();
-    for (_, b) in &frame.bitmaps {
+    for (_, b) in bitmaps {
         let arr = Uint8ClampedArray::new_with_length(b.rgba.len() as u32);
         arr.copy_from(&b.rgba);
         transfer.push(&arr.buffer());
         pixels.push(&arr);
     }
-    let heat = Float32Array::new_with_length(frame.heat_values.len() as u32);
-    heat.copy_from(&frame.heat_values);
-    transfer.push(&heat.buffer());
-    let _ = Reflect::set(&msg, &"json".into(), &json.into());
+    let values = Float32Array::new_with_length(heat.len() as u32);
+    values.copy_from(heat);
+    transfer.push(&values.buffer());
+    let _ = Reflect::set(&msg, &"json".into(), &doc.to_string().into());
     let _ = Reflect::set(&msg, &"pixels".into(), &pixels);
-    let _ = Reflect::set(&msg, &"heat".into(), &heat);
+    let _ = Reflect::set(&msg, &"heat".into(), &values);
     if let Err(e) = scope().post_message_with_transfer(&msg, &transfer) {
         web_sys::console::error_1(&e);
     }
+}
+
+fn post_frame(frame: &Frame) {
+    post_with_bitmaps("frame", "frame", frame, &frame.bitmaps, &frame.heat_values, Some(frame.seq));
 }
 
 /// Entry point of the worker binary.
@@ -171,6 +186,50 @@ fn handle(req: Request) {
                 wasm_bindgen_futures::spawn_local(run_pending());
             }
         }
+        Request::LabShow => {
+            if !WORKER.with_borrow(|w| w.lab_loop) {
+                wasm_bindgen_futures::spawn_local(lab_post());
+            }
+        }
+        Request::LabStart { seed } => {
+            let start = WORKER.with_borrow_mut(|w| {
+                if !w.lab_loop {
+                    let fresh = match &w.lab {
+                        None => true,
+                        Some(l) => l.source == "checkpoint" || l.trainer.done(),
+                    };
+                    if fresh {
+                        w.lab = Some(Lab::fresh(seed));
+                    }
+                }
+                w.lab_running = true;
+                let start = !w.lab_loop;
+                w.lab_loop = true;
+                start
+            });
+            if start {
+                wasm_bindgen_futures::spawn_local(lab_loop());
+            }
+        }
+        Request::LabPause => {
+            let idle = WORKER.with_borrow_mut(|w| {
+                w.lab_running = false;
+                !w.lab_loop
+            });
+            if idle {
+                wasm_bindgen_futures::spawn_local(lab_post());
+            }
+        }
+        Request::LabReset { seed } => {
+            let idle = WORKER.with_borrow_mut(|w| {
+                w.lab_running = false;
+                w.lab = Some(Lab::fresh(seed));
+                !w.lab_loop
+            });
+            if idle {
+                wasm_bindgen_futures::spawn_local(lab_post());
+            }
+        }
         Request::LoseDevice => {
             #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
             WORKER.with_borrow(|w| {
@@ -201,6 +260,11 @@ async fn run_pending() {
         WORKER.with_borrow_mut(|w| w.session = Some(session));
         match result {
             Ok(frame) => post_frame(&frame),
+            // On the GPU a device error means the device is gone: the page restarts on the CPU.
+            Err(crate::model::ModelError::Device(e)) if WORKER.with_borrow(|w| w.backend) == "webgpu" => {
+                post_json(&serde_json::json!({"type": "fatal", "message": format!("the GPU device was lost ({e})")}));
+                break;
+            }
             Err(e) => post_error(Some(seq), e.to_string(), true),
         }
     }
@@ -259,4 +323,72 @@ async fn init(model_url: String, backend: Option<Backend>) {
     if start {
         run_pending().await;
     }
+}
+
+/// Batches trained between two pictures of the Lab.
+const LAB_BATCHES_PER_FRAME: usize = 8;
+
+fn lab_take() -> Result<Lab, String> {
+    WORKER.with_borrow_mut(|w| match w.lab.take() {
+        Some(l) => Ok(l),
+        None => Lab::from_checkpoint().map_err(|e| e.to_string()),
+    })
+}
+
+/// Post the Lab's current picture.
+async fn lab_post() {
+    let mut lab = match lab_take() {
+        Ok(l) => l,
+        Err(e) => return post_error(None, e, false),
+    };
+    lab.running = WORKER.with_borrow(|w| w.lab_running && w.lab_loop);
+    let frame = lab.frame(&burn::prelude::Device::flex()).await;
+    WORKER.with_borrow_mut(|w| {
+        if w.lab.is_none() {
+            w.lab = Some(lab);
+        }
+    });
+    post_with_bitmaps("lab", "lab", &frame, &frame.bitmaps, &[], None);
+}
+
+/// Train while the Lab is running, posting a picture every few batches and yielding between so
+/// that Pause, Reset (and model updates) are seen.
+async fn lab_loop() {
+    let device = burn::prelude::Device::flex();
+    loop {
+        yield_now().await;
+        if !WORKER.with_borrow(|w| w.lab_running) {
+            break;
+        }
+        let Ok(mut lab) = lab_take() else { break };
+        if lab.trainer.done() {
+            WORKER.with_borrow_mut(|w| w.lab = Some(lab));
+            break;
+        }
+        for _ in 0..LAB_BATCHES_PER_FRAME {
+            if lab.trainer.done() {
+                break;
+            }
+            lab.trainer.step(&device).await;
+        }
+        lab.running = !lab.trainer.done();
+        let frame = lab.frame(&device).await;
+        // A reset that arrived meanwhile put a fresh Lab in place: it wins over this run.
+        let reset = WORKER.with_borrow_mut(|w| {
+            if w.lab.is_none() {
+                w.lab = Some(lab);
+                false
+            } else {
+                true
+            }
+        });
+        if !reset {
+            post_with_bitmaps("lab", "lab", &frame, &frame.bitmaps, &[], None);
+        }
+    }
+    WORKER.with_borrow_mut(|w| {
+        w.lab_loop = false;
+        w.lab_running = false;
+    });
+    lab_post().await;
 }

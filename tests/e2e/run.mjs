@@ -4,55 +4,20 @@
 //
 // Usage: node tests/e2e/run.mjs [--only NAME] [--bench]
 
-import { createRequire } from "node:module";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
+import { launch, waitReady, LOAD_TIMEOUT } from "./browser.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, "..", "..");
-const require = createRequire(join(root, "tools", "package.json"));
-const { chromium } = require("playwright-core");
 
 const SHOTS = join(here, "screenshots");
 mkdirSync(SHOTS, { recursive: true });
-const CHROMIUM = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
-const LOAD_TIMEOUT = 240_000;
 
 const args = process.argv.slice(2);
 const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : null;
-
-export async function launch({ webgpu }) {
-  const userDir = mkdtempSync(join(tmpdir(), "sinkscope-chromium-"));
-  const flags = [
-    "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-  ];
-  if (webgpu) flags.push("--enable-unsafe-webgpu");
-  const context = await chromium.launchPersistentContext(userDir, {
-    executablePath: CHROMIUM,
-    ignoreDefaultArgs: ["--headless"],
-    args: flags,
-    viewport: { width: 1360, height: 1100 },
-  });
-  await context.grantPermissions(["clipboard-read", "clipboard-write"]).catch(() => {});
-  return { context, close: async () => { await context.close(); rmSync(userDir, { recursive: true, force: true }); } };
-}
-
-/** Wait until the status says the picture for the current prompt is drawn (or an error). */
-export async function waitReady(page, timeout = LOAD_TIMEOUT) {
-  await page.waitForFunction(() => {
-    const s = document.querySelector("[data-testid=status]");
-    return s && (s.dataset.state === "ready" || s.dataset.state === "error");
-  }, null, { timeout });
-  const st = await page.getAttribute("[data-testid=status]", "data-state");
-  if (st !== "ready") {
-    const msg = await page.textContent("#failure-text");
-    throw new Error(`page reached state ${st}: ${msg}`);
-  }
-}
 
 /** Type into the prompt as a user would, then wait for the new picture. */
 async function typePrompt(page, text) {
@@ -83,6 +48,10 @@ async function heatmapStats(page) {
     }
     return { w: c.width, h: c.height, shown, first: [d[0], d[1], d[2]], hash: px.join(",") };
   });
+}
+
+async function canvasPixels(page, id) {
+  return page.$eval(`#${id}`, (c) => Array.from(c.getContext("2d").getImageData(0, 0, c.width, c.height).data).join(","));
 }
 
 async function notices(page) {
@@ -251,6 +220,27 @@ console.log(`serving dist/ at ${base}`);
     const hm = await heatmapStats(page);
     assert(hm.shown === 55, "heatmap drawn on CPU");
     await page.screenshot({ path: join(SHOTS, "09-cpu-backend.png"), fullPage: true });
+  });
+
+  await test("Lab: the checkpoint shows at once; training starts, the loss drops, the maps change", async () => {
+    await page.click("[data-testid=lab-tab]");
+    await page.waitForFunction(() => document.querySelector("[data-testid=lab-verdict]").dataset.emerged === "true", null, { timeout: 60_000 });
+    assert((await page.textContent("[data-testid=lab-epoch]")).includes("checkpoint"), "checkpoint shown first");
+    await page.screenshot({ path: join(SHOTS, "10-lab-checkpoint.png"), fullPage: true });
+    await page.click("[data-testid=lab-reset]");
+    await page.waitForFunction(() => {
+      const e = document.querySelector("[data-testid=lab-epoch]");
+      return e.dataset.epoch === "0" && e.dataset.losses === "[]";
+    }, null, { timeout: 60_000 });
+    const initial = await canvasPixels(page, "lab-attn1");
+    await page.click("[data-testid=lab-start]");
+    await page.waitForFunction(() => JSON.parse(document.querySelector("[data-testid=lab-epoch]").dataset.losses || "[]").length >= 3, null, { timeout: 240_000 });
+    await page.click("[data-testid=lab-pause]");
+    const losses = JSON.parse(await page.getAttribute("[data-testid=lab-epoch]", "data-losses"));
+    assert(losses[losses.length - 1] < losses[0], `loss dropped: ${losses}`);
+    const trained = await canvasPixels(page, "lab-attn1");
+    assert(trained !== initial, "layer-1 attention map changed with training");
+    await page.screenshot({ path: join(SHOTS, "11-lab-training.png"), fullPage: true });
   });
   await close();
 }
