@@ -476,7 +476,10 @@ impl Engine {
         let cache = self.cache.take().filter(|c| &c.opts == opts);
         let p = match &cache {
             Some(c) if c.trace.ids == ids => {
-                self.cache = cache;
+                self.cache = cache.map(|mut c| {
+                    c.trace.computed = 0;
+                    c
+                });
                 return Ok(&self.cache.as_ref().expect("cache just set").trace);
             }
             Some(c) => c.trace.ids.iter().zip(ids).take_while(|(a, b)| a == b).count().min(ids.len() - 1),

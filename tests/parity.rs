@@ -142,5 +142,6 @@ fn incremental_forward_equals_full_forward() {
     let ids2 = tok.encode("The capital of France is Paris").unwrap();
     let tr = block_on(eng.run(&ids2, &opts)).unwrap();
     assert_eq!(tr.computed, ids2.len() - ids.len());
+    assert_eq!(block_on(eng.run(&ids2, &opts)).unwrap().computed, 0, "identical prompt: nothing computed");
 }
 

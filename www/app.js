@@ -22,6 +22,7 @@ function setStatus(kind, text) {
 }
 
 function notice(text) {
+  if ([...$("notices").querySelectorAll("li span")].some((e) => e.textContent === text)) return;
   const li = document.createElement("li");
   const span = document.createElement("span");
   span.textContent = text;
@@ -164,7 +165,7 @@ function drawLab(lab, names, pixels) {
     if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
   }
   const v = lab.verdict;
-  const [minCatch, minRelease, maxRel] = lab.thresholds;
+  const [minCatch, minRelease, maxRel] = lab.thresholds.map((x) => +x.toFixed(3));
   $("lab-epoch").textContent = lab.source === "checkpoint"
     ? `pre-trained checkpoint (seed ${lab.seed}, ${lab.epochs} epochs) — press Start to train a new model`
     : `seed ${lab.seed} · epoch ${lab.epoch} of ${lab.epochs}${lab.running ? " · training…" : ""}` +
@@ -239,7 +240,7 @@ function draw(msg, pixels, heatValues) {
     $("summary").textContent =
       `${f.tokens.length} tokens${cut} · at eps ${s.eps.toFixed(2)}: ${s.avg_sinks.toFixed(2)} sinks per head on average, ` +
       `first-token sink in ${(100 * s.sink_rate_overall).toFixed(0)}% of heads · next: ${top}` +
-      (tm ? ` · ${backend}: forward ${tm.forward_ms.toFixed(0)} ms (${tm.computed_tokens} new tokens), analysis ${tm.analysis_ms.toFixed(0)} ms` : "");
+      (tm ? ` · ${backend}: ` + (tm.computed_tokens ? `forward ${tm.forward_ms.toFixed(0)} ms (${tm.computed_tokens} new tokens), ` : "model output reused, ") + `analysis ${tm.analysis_ms.toFixed(0)} ms` : "");
     drawOverview(s, f.state.layer, f.state.head);
   } else {
     $("summary").textContent = "";

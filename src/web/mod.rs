@@ -283,7 +283,14 @@ async fn choose_device(backend: Option<Backend>) -> (burn::prelude::Device, &'st
                 return (device, "webgpu", adapter, None);
             }
             Err(e) => {
-                let why = format!("WebGPU is not available here ({e}); running on the CPU.");
+                let detail = e.to_string();
+                let reason = if detail.contains("no adapters") || detail.contains("No suitable graphics adapter") {
+                    "this browser offers no WebGPU adapter".to_string()
+                } else {
+                    detail.chars().take(120).collect()
+                };
+                web_sys::console::warn_1(&format!("WebGPU initialisation failed: {detail}").into());
+                let why = format!("WebGPU is not available here ({reason}); running on the CPU.");
                 return (burn::prelude::Device::flex(), "cpu", "wasm CPU (burn flex)".into(), Some(why));
             }
         }
