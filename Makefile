@@ -4,7 +4,7 @@
 PORT ?= 8080
 export PATH := $(CURDIR)/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: serve test model tools tools-browser web test-native test-wasm test-e2e bench clean
+.PHONY: serve test model tools tools-browser web test-native test-e2e bench bench-web clean
 
 model:
 	scripts/fetch-model.sh
@@ -15,7 +15,9 @@ tools:
 tools-browser:
 	scripts/setup-tools.sh --browser
 
-# Release build of the page into dist/ (Trunk, offline; see Trunk.toml).
+# Release build of the page into dist/ with Trunk (offline; see Trunk.toml). It compiles the whole
+# library for wasm32-unknown-unknown (tokenizer, model, analysis, worker), so it is also the check
+# that nothing in the core blocks the browser.
 web: model tools
 	trunk build --release
 
@@ -23,20 +25,24 @@ serve: web
 	@echo "sinkscope: open http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
 	python3 -m http.server $(PORT) --bind 127.0.0.1 --directory dist
 
-test: model tools-browser test-native test-wasm test-e2e
+test: model tools-browser test-native web test-e2e
 
+# Unit and integration tests: numerics against the reference, GGUF errors, tokenizer, analysis,
+# session frames, CLI, toy model.
 test-native: model
 	cargo test --all-targets
 
-# The library (tokenizer and model included) must build for the browser.
-test-wasm: tools
-	cargo check --lib --target wasm32-unknown-unknown --features wgpu
-
+# The page in headless Chromium (WebGPU through SwiftShader, and the CPU backend).
 test-e2e: model tools-browser web
 	node tests/e2e/run.mjs
 
+# Native CPU benchmark (release build, one thread).
 bench: model
 	RAYON_NUM_THREADS=1 cargo run --release --bin sinkscope -- bench
+
+# Browser benchmark (headless Chromium on this machine).
+bench-web: model tools-browser web
+	node tests/e2e/bench.mjs
 
 clean:
 	cargo clean

@@ -67,7 +67,72 @@ pub fn matmul_nt(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: u
             return;
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        wasm::matmul_nt_simd128(x, w, out, t, k, n);
+        return;
+    }
+    #[allow(unreachable_code)]
     portable(x, w, out, t, k, n);
+}
+
+/// WebAssembly SIMD: blocks of 4 input rows x 4 weight rows, 4 lanes (no FMA in baseline simd128).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm {
+    use core::arch::wasm32::*;
+
+    #[inline(always)]
+    fn block<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], out: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
+        let kv = k / 4 * 4;
+        let xr: [&[f32]; MR] = core::array::from_fn(|a| &x[(i + a) * k..(i + a + 1) * k]);
+        let wr: [&[f32]; NR] = core::array::from_fn(|b| &w[(j + b) * k..(j + b + 1) * k]);
+        let mut acc = [[f32x4_splat(0.0); NR]; MR];
+        let mut kk = 0;
+        while kk < kv {
+            // SAFETY: kk + 4 <= kv <= k, the length of every row slice.
+            let wv: [v128; NR] = core::array::from_fn(|b| unsafe { v128_load(wr[b].as_ptr().add(kk) as *const v128) });
+            for a in 0..MR {
+                let xv = unsafe { v128_load(xr[a].as_ptr().add(kk) as *const v128) };
+                for b in 0..NR {
+                    acc[a][b] = f32x4_add(acc[a][b], f32x4_mul(xv, wv[b]));
+                }
+            }
+            kk += 4;
+        }
+        for a in 0..MR {
+            for b in 0..NR {
+                let v = acc[a][b];
+                let mut s = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
+                for q in kv..k {
+                    s += xr[a][q] * wr[b][q];
+                }
+                out[(i + a) * n + j + b] = s;
+            }
+        }
+    }
+
+    pub fn matmul_nt_simd128(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
+        let mut j = 0;
+        while j < n {
+            let nj = (n - j).min(4);
+            let mut i = 0;
+            while i < t {
+                match ((t - i).min(4), nj) {
+                    (4, 4) => block::<4, 4>(x, w, out, i, j, k, n),
+                    (m, nn) => {
+                        // ragged edges: one row / one column at a time
+                        for a in 0..m {
+                            for b in 0..nn {
+                                block::<1, 1>(x, w, out, i + a, j + b, k, n);
+                            }
+                        }
+                    }
+                }
+                i += 4;
+            }
+            j += 4;
+        }
+    }
 }
 
 /// Plain Rust with independent accumulators (vectorised by the compiler where it can).

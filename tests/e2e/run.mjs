@@ -144,6 +144,8 @@ let gpuSinkHeads = null;
     const max = Math.max(...toks.map((t) => t.sinkHeads));
     assert(toks[0].sinkHeads === max && max > 100, `token 0 is the strongest sink (${toks[0].sinkHeads} heads)`);
     assert((await page.$$("[data-testid=head-cell]")).length === 270, "30 x 9 head cells");
+    const summary = await page.textContent("#summary");
+    assert(summary.includes('next: " The" 22%'), `the reference's top next token (logit 14.75, p = 22%): ${summary}`);
     await page.screenshot({ path: join(SHOTS, "03-first-visit-cpu.png"), fullPage: true });
   });
 
