@@ -33,6 +33,7 @@ fn theorem_construction_error_shrinks_with_s_tag() {
     for s_tag in [0.5f32, 2.0, 5.0, 10.0, 20.0] {
         let ev = block_on(toy::evaluate(&Weights::theorem(8, s_tag), &data, &cpu()));
         let v = ev.verdict;
+        println!("s_tag {s_tag:>4}: rmse {:.2e}, catch {:.3}, release {:.3}", v.rmse, v.catch, v.release);
         assert!(v.rmse < last, "s_tag {s_tag}: rmse {} did not shrink below {last}", v.rmse);
         last = v.rmse;
         verdicts.push(v);

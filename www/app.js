@@ -285,6 +285,11 @@ function draw(msg, pixels, heatValues) {
       d.textContent = `L${l}`;
       return d;
     }));
+    $("release-cols").replaceChildren(...(f.tokens.length <= 40 ? f.tokens : []).map((t) => {
+      const d = document.createElement("div");
+      d.textContent = t.text;
+      return d;
+    }));
     $("rel-lo").textContent = `−${f.release.max_abs.toFixed(2)}`;
     $("rel-hi").textContent = f.release.max_abs.toFixed(2);
   }
