@@ -238,8 +238,10 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
                 ("forward + full trace, last logits", TraceOptions::default()),
                 ("forward + full trace, all logits", TraceOptions::full()),
             ] {
+                // a forward that fails does so here, with its message, not inside the timed loop
+                block_on(engine.forward(ids, &opts)).map_err(|e| e.to_string())?;
                 let (m, lo, hi) = time_runs(runs, || {
-                    block_on(engine.forward(ids, &opts)).expect("forward");
+                    block_on(engine.forward(ids, &opts)).expect("this forward succeeded just before");
                 });
                 println!("{name:>9} (T={:>3}) {label:<36} {m:8.1} ms [{lo:.1}..{hi:.1}]", ids.len());
             }
@@ -248,7 +250,7 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
         for ids in [&ids_64, &ids_256] {
             let trace = block_on(engine.forward(ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
             let (fwd, _, _) = time_runs(runs.min(5), || {
-                block_on(engine.forward(ids, &TraceOptions::default())).expect("forward");
+                block_on(engine.forward(ids, &TraceOptions::default())).expect("this forward succeeded just before");
             });
             let (l, h) = (18.min(trace.n_layers() - 1), 8.min(trace.n_heads - 1));
             let w_o = block_on(engine.model.w_o_head(l, h)).map_err(|e| e.to_string())?;
