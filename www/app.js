@@ -446,6 +446,12 @@ window.addEventListener("hashchange", () => {
   startWorker();
 });
 
+// Offline once loaded: the service worker keeps the page's own files (not the prompt: that lives in
+// the fragment, which no request carries).
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("sw.js").catch((e) => console.warn("sinkscope: no offline copy of the page:", e));
+}
+
 // Test hook (documented in the README): simulate a lost GPU device.
 window.sinkscopeLoseDevice = () => send({ type: "lose-device" });
 

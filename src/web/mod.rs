@@ -144,6 +144,10 @@ fn post_frame(frame: &Frame) {
 
 /// Entry point of the worker binary.
 pub fn start() {
+    if !js_sys::global().is_instance_of::<DedicatedWorkerGlobalScope>() {
+        web_sys::console::error_1(&"sinkscope: this wasm runs only as the page's Web Worker".into());
+        return;
+    }
     std::panic::set_hook(Box::new(|info| {
         let message = format!("internal error: {info}");
         web_sys::console::error_1(&message.clone().into());

@@ -286,6 +286,40 @@ let gpuSinkHeads = null;
   await close();
 }
 
+// --- offline: once opened, the page opens again with no server ------------------------------------
+{
+  const own = await serve(join(root, "dist"));
+  const url = `http://127.0.0.1:${own.port}/`;
+  const { context, close } = await launch({ webgpu: false });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await test("offline: after one visit the page and the model open with the server gone", async () => {
+    await page.goto(`${url}#p=Offline%2C%20the%20sink%20stays.&b=cpu`);
+    await waitReady(page);
+    // the service worker has installed (it keeps the page's files) and controls the page
+    await page.evaluate(async () => { await navigator.serviceWorker.ready; });
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30000 });
+    const online = await tokens(page);
+    await own.close();
+    const down = await fetch(url).then(() => "up", () => "down");
+    assert(down === "down", "the server is gone");
+    await page.reload();
+    await waitReady(page);
+    const offline = await tokens(page);
+    assert(JSON.stringify(offline) === JSON.stringify(online), "the same tokens and sink counts offline");
+    assert(offline[0].sinkHeads > 100, `first-token sink offline (${offline[0].sinkHeads} heads)`);
+    // a new tab with another prompt works too
+    const tab = await context.newPage();
+    await tab.goto(`${url}#p=Another%20prompt%20offline.&b=cpu`);
+    await waitReady(tab);
+    assert((await tokens(tab)).length > 3, "another prompt analysed offline");
+    await tab.screenshot({ path: join(SHOTS, "13-offline.png"), fullPage: true });
+    assert(errors.length === 0, JSON.stringify(errors));
+  });
+  await close();
+}
+
 await server.close();
 const passed = results.filter((r) => r[1]).length;
 const failed = results.length - passed;
