@@ -299,6 +299,7 @@ function draw(msg, pixels, heatValues) {
   st.dataset.analysisMs = f.timing ? f.timing.analysis_ms.toFixed(1) : "";
   st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
   setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
+  keepOfflineCopy();
 }
 
 function drawScatter(id, sc, bitmaps, caption) {
@@ -447,8 +448,12 @@ window.addEventListener("hashchange", () => {
 });
 
 // Offline once loaded: the service worker keeps the page's own files (not the prompt: that lives in
-// the fragment, which no request carries).
-if ("serviceWorker" in navigator) {
+// the fragment, which no request carries). Registered after the first picture, so that its copying
+// does not compete with the first load.
+let offlineAsked = false;
+function keepOfflineCopy() {
+  if (offlineAsked || !("serviceWorker" in navigator)) return;
+  offlineAsked = true;
   navigator.serviceWorker.register("sw.js").catch((e) => console.warn("sinkscope: no offline copy of the page:", e));
 }
 
