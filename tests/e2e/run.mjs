@@ -286,6 +286,38 @@ let gpuSinkHeads = null;
   await close();
 }
 
+// --- load errors: a corrupt model file and a failed download, each with a working Retry -------------
+{
+  const { context, close } = await launch({ webgpu: false });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const failed = async () => {
+    await page.waitForFunction(() => document.querySelector("[data-testid=status]").dataset.state === "error", null, { timeout: LOAD_TIMEOUT });
+    assert(await page.isVisible("#retry"), "a Retry button");
+    return page.textContent("#failure-text");
+  };
+  await test("load errors: a corrupt model and a failed download show a message and Retry recovers", async () => {
+    await context.route("**/*.gguf", (r) => r.fulfill({ status: 200, contentType: "application/octet-stream", body: Buffer.alloc(4096, 7) }));
+    await page.goto(`${base}#p=Retry%20me.&b=cpu`);
+    const bad = await failed();
+    assert(/GGUF|magic/i.test(bad), `the message names the problem: ${bad}`);
+    await page.screenshot({ path: join(SHOTS, "14-corrupt-model.png"), fullPage: true });
+    await context.unroute("**/*.gguf");
+    await context.route("**/*.gguf", (r) => r.fulfill({ status: 404, body: "gone" }));
+    await page.click("#retry");
+    const missing = await failed();
+    assert(/404/.test(missing), `the message gives the HTTP status: ${missing}`);
+    await context.unroute("**/*.gguf");
+    await page.click("#retry");  // the corrupt copy must not have stayed in Cache Storage
+    await waitReady(page);
+    const toks = await tokens(page);
+    assert(toks.map((t) => t.text).join("") === "Retry me.", `the prompt survived the errors: ${JSON.stringify(toks)}`);
+    assert(errors.length === 0, JSON.stringify(errors));
+  });
+  await close();
+}
+
 // --- offline: once opened, the page opens again with no server ------------------------------------
 {
   const own = await serve(join(root, "dist"));
