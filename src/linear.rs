@@ -69,70 +69,112 @@ pub fn matmul_nt(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: u
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        wasm::matmul_nt_simd128(x, w, out, t, k, n);
+        // SAFETY: simd128 is enabled for the whole build (cfg above); slices are bounds-checked above.
+        unsafe { wasm::matmul_nt_simd128(x, w, out, t, k, n) };
         return;
     }
     #[allow(unreachable_code)]
     portable(x, w, out, t, k, n);
 }
 
-/// WebAssembly SIMD: blocks of 4 input rows x 4 weight rows, 4 lanes (no FMA in baseline simd128).
+/// Generates a kernel over blocks of MR input rows x NR weight rows (MR, NR <= 4, compile-time
+/// constants so the 16 accumulators live in registers), with vectors of `$w` lanes. Instantiated
+/// for AVX-512, AVX2+FMA and WebAssembly SIMD; each output element is a lane-wise sum over k
+/// followed by one horizontal sum, whatever the block shape.
+#[allow(unused_macros)] // unused on targets with neither kernel
+macro_rules! kernel {
+    ($name:ident, $block:ident, $feat:literal, $w:expr, $vt:ty, $zero:ident, $load:ident, $fma:ident, $hsum:ident) => {
+        #[inline]
+        #[target_feature(enable = $feat)]
+        unsafe fn $block<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], out: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
+            let kv = k / $w * $w;
+            // Row pointers computed once; the loop body then has no index arithmetic to check.
+            let xr: [*const f32; MR] = core::array::from_fn(|a| x.as_ptr().wrapping_add((i + a) * k));
+            let wr: [*const f32; NR] = core::array::from_fn(|b| w.as_ptr().wrapping_add((j + b) * k));
+            let mut acc: [[$vt; NR]; MR] = [[$zero(); NR]; MR];
+            let steps = kv / $w;
+            for step in 0..steps {
+                let off = step.wrapping_mul($w);
+                let wv: [$vt; NR] = core::array::from_fn(|b| $load(wr[b].wrapping_add(off)));
+                for a in 0..MR {
+                    let xv = $load(xr[a].wrapping_add(off));
+                    for b in 0..NR {
+                        acc[a][b] = $fma(xv, wv[b], acc[a][b]);
+                    }
+                }
+            }
+            for a in 0..MR {
+                for b in 0..NR {
+                    let mut s = $hsum(acc[a][b]);
+                    for q in kv..k {
+                        s += x[(i + a) * k + q] * w[(j + b) * k + q];
+                    }
+                    out[(i + a) * n + j + b] = s;
+                }
+            }
+        }
+
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
+            let mut j = 0;
+            while j < n {
+                let nj = (n - j).min(4);
+                let mut i = 0;
+                while i < t {
+                    let mi = (t - i).min(4);
+                    match (mi, nj) {
+                        (1, 1) => $block::<1, 1>(x, w, out, i, j, k, n),
+                        (1, 2) => $block::<1, 2>(x, w, out, i, j, k, n),
+                        (1, 3) => $block::<1, 3>(x, w, out, i, j, k, n),
+                        (1, 4) => $block::<1, 4>(x, w, out, i, j, k, n),
+                        (2, 1) => $block::<2, 1>(x, w, out, i, j, k, n),
+                        (2, 2) => $block::<2, 2>(x, w, out, i, j, k, n),
+                        (2, 3) => $block::<2, 3>(x, w, out, i, j, k, n),
+                        (2, 4) => $block::<2, 4>(x, w, out, i, j, k, n),
+                        (3, 1) => $block::<3, 1>(x, w, out, i, j, k, n),
+                        (3, 2) => $block::<3, 2>(x, w, out, i, j, k, n),
+                        (3, 3) => $block::<3, 3>(x, w, out, i, j, k, n),
+                        (3, 4) => $block::<3, 4>(x, w, out, i, j, k, n),
+                        (4, 1) => $block::<4, 1>(x, w, out, i, j, k, n),
+                        (4, 2) => $block::<4, 2>(x, w, out, i, j, k, n),
+                        (4, 3) => $block::<4, 3>(x, w, out, i, j, k, n),
+                        (4, 4) => $block::<4, 4>(x, w, out, i, j, k, n),
+                        _ => unreachable!("blocks are at most 4 x 4"),
+                    }
+                    i += 4;
+                }
+                j += 4;
+            }
+        }
+    };
+}
+
+/// WebAssembly SIMD (128-bit, 4 lanes; baseline simd128 has no fused multiply-add).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
     use core::arch::wasm32::*;
 
     #[inline(always)]
-    fn block<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], out: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
-        let kv = k / 4 * 4;
-        let xr: [&[f32]; MR] = core::array::from_fn(|a| &x[(i + a) * k..(i + a + 1) * k]);
-        let wr: [&[f32]; NR] = core::array::from_fn(|b| &w[(j + b) * k..(j + b + 1) * k]);
-        let mut acc = [[f32x4_splat(0.0); NR]; MR];
-        let mut kk = 0;
-        while kk < kv {
-            // SAFETY: kk + 4 <= kv <= k, the length of every row slice.
-            let wv: [v128; NR] = core::array::from_fn(|b| unsafe { v128_load(wr[b].as_ptr().add(kk) as *const v128) });
-            for a in 0..MR {
-                let xv = unsafe { v128_load(xr[a].as_ptr().add(kk) as *const v128) };
-                for b in 0..NR {
-                    acc[a][b] = f32x4_add(acc[a][b], f32x4_mul(xv, wv[b]));
-                }
-            }
-            kk += 4;
-        }
-        for a in 0..MR {
-            for b in 0..NR {
-                let v = acc[a][b];
-                let mut s = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
-                for q in kv..k {
-                    s += xr[a][q] * wr[b][q];
-                }
-                out[(i + a) * n + j + b] = s;
-            }
-        }
+    fn zero() -> v128 {
+        f32x4_splat(0.0)
     }
 
-    pub fn matmul_nt_simd128(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-        let mut j = 0;
-        while j < n {
-            let nj = (n - j).min(4);
-            let mut i = 0;
-            while i < t {
-                match ((t - i).min(4), nj) {
-                    (4, 4) => block::<4, 4>(x, w, out, i, j, k, n),
-                    (m, nn) => {
-                        // ragged edges: one row / one column at a time
-                        for a in 0..m {
-                            for b in 0..nn {
-                                block::<1, 1>(x, w, out, i + a, j + b, k, n);
-                            }
-                        }
-                    }
-                }
-                i += 4;
-            }
-            j += 4;
-        }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> v128 {
+        v128_load(p as *const v128)
     }
+
+    #[inline(always)]
+    fn mul_add(x: v128, w: v128, acc: v128) -> v128 {
+        f32x4_add(acc, f32x4_mul(x, w))
+    }
+
+    #[inline(always)]
+    fn hsum(v: v128) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    kernel!(matmul_nt_simd128, block_simd128, "simd128", 4, v128, zero, load, mul_add, hsum);
 }
 
 /// Plain Rust with independent accumulators (vectorised by the compiler where it can).
@@ -162,75 +204,6 @@ fn portable(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize)
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
-
-    /// Generates a kernel over blocks of MR input rows x NR weight rows (MR, NR <= 4, compile-time
-    /// constants so the 16 accumulators live in registers), with vectors of `$w` lanes.
-    macro_rules! kernel {
-        ($name:ident, $block:ident, $feat:literal, $w:expr, $vt:ty, $zero:ident, $load:ident, $fma:ident, $hsum:ident) => {
-            #[inline]
-            #[target_feature(enable = $feat)]
-            unsafe fn $block<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], out: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
-                let kv = k / $w * $w;
-                // Row pointers computed once; the loop body then has no index arithmetic to check.
-                let xr: [*const f32; MR] = core::array::from_fn(|a| x.as_ptr().wrapping_add((i + a) * k));
-                let wr: [*const f32; NR] = core::array::from_fn(|b| w.as_ptr().wrapping_add((j + b) * k));
-                let mut acc: [[$vt; NR]; MR] = [[$zero(); NR]; MR];
-                let steps = kv / $w;
-                for step in 0..steps {
-                    let off = step.wrapping_mul($w);
-                    let wv: [$vt; NR] = core::array::from_fn(|b| $load(wr[b].wrapping_add(off)));
-                    for a in 0..MR {
-                        let xv = $load(xr[a].wrapping_add(off));
-                        for b in 0..NR {
-                            acc[a][b] = $fma(xv, wv[b], acc[a][b]);
-                        }
-                    }
-                }
-                for a in 0..MR {
-                    for b in 0..NR {
-                        let mut s = $hsum(acc[a][b]);
-                        for q in kv..k {
-                            s += x[(i + a) * k + q] * w[(j + b) * k + q];
-                        }
-                        out[(i + a) * n + j + b] = s;
-                    }
-                }
-            }
-
-            #[target_feature(enable = $feat)]
-            pub unsafe fn $name(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-                let mut j = 0;
-                while j < n {
-                    let nj = (n - j).min(4);
-                    let mut i = 0;
-                    while i < t {
-                        let mi = (t - i).min(4);
-                        match (mi, nj) {
-                            (1, 1) => $block::<1, 1>(x, w, out, i, j, k, n),
-                            (1, 2) => $block::<1, 2>(x, w, out, i, j, k, n),
-                            (1, 3) => $block::<1, 3>(x, w, out, i, j, k, n),
-                            (1, 4) => $block::<1, 4>(x, w, out, i, j, k, n),
-                            (2, 1) => $block::<2, 1>(x, w, out, i, j, k, n),
-                            (2, 2) => $block::<2, 2>(x, w, out, i, j, k, n),
-                            (2, 3) => $block::<2, 3>(x, w, out, i, j, k, n),
-                            (2, 4) => $block::<2, 4>(x, w, out, i, j, k, n),
-                            (3, 1) => $block::<3, 1>(x, w, out, i, j, k, n),
-                            (3, 2) => $block::<3, 2>(x, w, out, i, j, k, n),
-                            (3, 3) => $block::<3, 3>(x, w, out, i, j, k, n),
-                            (3, 4) => $block::<3, 4>(x, w, out, i, j, k, n),
-                            (4, 1) => $block::<4, 1>(x, w, out, i, j, k, n),
-                            (4, 2) => $block::<4, 2>(x, w, out, i, j, k, n),
-                            (4, 3) => $block::<4, 3>(x, w, out, i, j, k, n),
-                            (4, 4) => $block::<4, 4>(x, w, out, i, j, k, n),
-                            _ => unreachable!("blocks are at most 4 x 4"),
-                        }
-                        i += 4;
-                    }
-                    j += 4;
-                }
-            }
-        };
-    }
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]

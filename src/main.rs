@@ -183,17 +183,17 @@ usage:
         }
     }
 
-    fn time_runs(runs: usize, mut f: impl FnMut()) -> (f64, f64, f64) {
-        f(); // warm-up
-        let times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t0 = Instant::now();
-                f();
-                t0.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+    /// Median, min and max in ms of `runs` calls after one warm-up; the first error stops it.
+    fn time_runs(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<(f64, f64, f64), String> {
+        f()?; // warm-up
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            f()?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
         let (lo, hi) = times.iter().fold((f64::MAX, 0.0f64), |(a, b), &x| (a.min(x), b.max(x)));
-        (median(times), lo, hi)
+        Ok((median(times), lo, hi))
     }
 
     /// The 64-token benchmark prompt (exactly 64 tokens with SmolLM2's tokenizer; checked below).
@@ -238,20 +238,14 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
                 ("forward + full trace, last logits", TraceOptions::default()),
                 ("forward + full trace, all logits", TraceOptions::full()),
             ] {
-                // a forward that fails does so here, with its message, not inside the timed loop
-                block_on(engine.forward(ids, &opts)).map_err(|e| e.to_string())?;
-                let (m, lo, hi) = time_runs(runs, || {
-                    block_on(engine.forward(ids, &opts)).expect("this forward succeeded just before");
-                });
+                let (m, lo, hi) = time_runs(runs, || block_on(engine.forward(ids, &opts)).map(drop).map_err(|e| e.to_string()))?;
                 println!("{name:>9} (T={:>3}) {label:<36} {m:8.1} ms [{lo:.1}..{hi:.1}]", ids.len());
             }
         }
         // Analysis cost beside the forward it analyses.
         for ids in [&ids_64, &ids_256] {
             let trace = block_on(engine.forward(ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
-            let (fwd, _, _) = time_runs(runs.min(5), || {
-                block_on(engine.forward(ids, &TraceOptions::default())).expect("this forward succeeded just before");
-            });
+            let (fwd, _, _) = time_runs(runs.min(5), || block_on(engine.forward(ids, &TraceOptions::default())).map(drop).map_err(|e| e.to_string()))?;
             let (l, h) = (18.min(trace.n_layers() - 1), 8.min(trace.n_heads - 1));
             let w_o = block_on(engine.model.w_o_head(l, h)).map_err(|e| e.to_string())?;
             let (m, lo, hi) = time_runs(runs, || {
@@ -260,7 +254,8 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
                 let s = sinks::SinkSummary::new(&a, sinks::EPS_PAPER);
                 let v = analysis::head_view(&trace, &s, l, h, Some(&w_o));
                 std::hint::black_box((r, v));
-            });
+                Ok(())
+            })?;
             println!(
                 "analysis  (T={:>3}) report + selected-head view        {m:8.1} ms [{lo:.1}..{hi:.1}]  ({:.1}% of its forward, {fwd:.0} ms)",
                 ids.len(),

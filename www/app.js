@@ -158,12 +158,7 @@ function showView(view) {
 
 let labShown = false;
 function drawLab(lab, names, pixels) {
-  const bitmaps = {};
-  names.forEach(([name, w, h], i) => (bitmaps[name] = { w, h, px: pixels[i] }));
-  for (const [id, name] of [["lab-loss", "lab_loss"], ["lab-attn1", "lab_attn1"], ["lab-attn2", "lab_attn2"], ["lab-pca", "lab_pca"]]) {
-    const b = bitmaps[name];
-    if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
-  }
+  putBitmaps(names, pixels, [["lab-loss", "lab_loss"], ["lab-attn1", "lab_attn1"], ["lab-attn2", "lab_attn2"], ["lab-pca", "lab_pca"]]);
   const v = lab.verdict;
   const [minCatch, minRelease, maxRel] = lab.thresholds.map((x) => +x.toFixed(3));
   $("lab-epoch").textContent = lab.source === "checkpoint"
@@ -190,6 +185,17 @@ function drawLab(lab, names, pixels) {
   $("lab-start").disabled = lab.running;
 }
 
+// The bitmaps of a reply by name ([name, width, height] with their pixel buffers in order); those
+// named in `targets` ([canvas id, bitmap name]) are drawn.
+function putBitmaps(names, pixels, targets) {
+  const bitmaps = {};
+  names.forEach(([name, w, h], i) => (bitmaps[name] = { w, h, px: pixels[i] }));
+  for (const [id, name] of targets) {
+    const b = bitmaps[name];
+    if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
+  }
+  return bitmaps;
+}
 
 function putBitmap(canvas, w, h, pixels) {
   canvas.width = w;
@@ -210,12 +216,7 @@ function draw(msg, pixels, heatValues) {
   $("hint").textContent = f.hint || "";
   if (document.activeElement !== $("prompt") && $("prompt").value !== f.state.prompt) $("prompt").value = f.state.prompt;
 
-  const bitmaps = {};
-  msg.bitmaps.forEach(([name, w, h], i) => (bitmaps[name] = { w, h, px: pixels[i] }));
-  for (const [id, name] of [["legend", "legend"], ["heat-legend", "legend"], ["rel-legend", "legend_signed"]]) {
-    const b = bitmaps[name];
-    if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
-  }
+  const bitmaps = putBitmaps(msg.bitmaps, pixels, [["legend", "legend"], ["heat-legend", "legend"], ["rel-legend", "legend_signed"]]);
 
   // Token strip.
   const strip = $("tokens");

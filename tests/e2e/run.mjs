@@ -62,6 +62,15 @@ function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
 }
 
+/** A fresh browser profile with one page whose uncaught errors are collected. */
+async function openBrowser({ webgpu }) {
+  const { context, close } = await launch({ webgpu });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return { context, page, errors, close };
+}
+
 const results = [];
 async function test(name, fn) {
   if (only && !name.includes(only)) return;
@@ -88,10 +97,7 @@ let gpuSinkHeads = null;
 
 // --- WebGPU (SwiftShader's software adapter) ------------------------------------------------------
 {
-  const { context, close } = await launch({ webgpu: true });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { context, page, errors, close } = await openBrowser({ webgpu: true });
 
   await test("WebGPU: chosen automatically, first-token sink, heatmap drawn", async () => {
     await page.goto(`${base}#p=${encodeURIComponent(SHORT)}`);
@@ -126,10 +132,7 @@ let gpuSinkHeads = null;
 
 // --- CPU: a browser without WebGPU ----------------------------------------------------------------
 {
-  const { context, close } = await launch({ webgpu: false });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
   let link = null;
 
   await test("first visit without WebGPU: progress, CPU backend with a notice, example prompt", async () => {
@@ -274,8 +277,7 @@ let gpuSinkHeads = null;
 
 // --- backend override in the link -----------------------------------------------------------------
 {
-  const { context, close } = await launch({ webgpu: true });
-  const page = await context.newPage();
+  const { page, close } = await openBrowser({ webgpu: true });
   await test("b=cpu in the link forces the CPU even where WebGPU exists", async () => {
     await page.goto(`${base}#p=Hi%20there&b=cpu`);
     await waitReady(page);
@@ -288,10 +290,7 @@ let gpuSinkHeads = null;
 
 // --- load errors: a corrupt model file and a failed download, each with a working Retry -------------
 {
-  const { context, close } = await launch({ webgpu: false });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
   const failed = async () => {
     await page.waitForFunction(() => document.querySelector("[data-testid=status]").dataset.state === "error", null, { timeout: LOAD_TIMEOUT });
     assert(await page.isVisible("#retry"), "a Retry button");
@@ -322,10 +321,7 @@ let gpuSinkHeads = null;
 {
   const own = await serve(join(root, "dist"));
   const url = `http://127.0.0.1:${own.port}/`;
-  const { context, close } = await launch({ webgpu: false });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
   await test("offline: after one visit the page and the model open with the server gone", async () => {
     await page.goto(`${url}#p=Offline%2C%20the%20sink%20stays.&b=cpu`);
     await waitReady(page);
