@@ -16,21 +16,24 @@ mod cli {
     use std::collections::HashMap;
     use std::time::Instant;
 
-    use serde_json::json;
     use sinkscope::analysis::{self, sinks};
     use sinkscope::app::prompt::{self, PromptFormat};
     use sinkscope::app::{self as app};
-    use sinkscope::model::{block_on, top_k, TraceOptions};
+    use sinkscope::model::{block_on, TraceOptions};
 
     const USAGE: &str = "\
 usage:
-  sinkscope analyze --model PATH --prompt TEXT [--json] [--eps E] [--format raw|bos|chat]
+  sinkscope analyze --model PATH --prompt TEXT [--json] [--eps E] [--format raw|bos|chat] [--include-last]
   sinkscope bench [--model PATH] [--runs N]
   sinkscope toy train [--seed N] [--epochs E] [--numbers N] [--d-model D] [--lr LR] [--save FILE] [--json]
   sinkscope toy sweep [--seeds N] [--epochs E] [...same options] [--json]
 
   --eps      sink threshold, 0 < eps < 1 (default 0.2, as in the paper; Gu et al. use 0.3)
   --format   raw: as typed (SmolLM2 adds no BOS); bos: a leading BOS token; chat: the chat template
+  --include-last
+             the paper's literal sink definition: every token may be a sink, the last one (whose alpha
+             is only its own self-attention) included. By default a sink needs at least
+             MIN_QUERIES queries (3) looking at it.
 ";
 
     pub const DEFAULT_MODEL: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -114,11 +117,12 @@ usage:
     }
 
     fn analyze(args: &[String]) -> Result<(), String> {
-        let a = Args::parse(args, &["json"])?;
+        let a = Args::parse(args, &["json", "include-last"])?;
         a.check_known(&["model", "prompt", "eps", "format"])?;
         let path = a.get("model").ok_or("--model PATH is required")?;
         let text = a.get("prompt").ok_or("--prompt TEXT is required")?;
         let eps = parse_eps(a.get("eps"))?;
+        let rule = if a.flag("include-last") { sinks::SinkRule::literal(eps) } else { sinks::SinkRule::new(eps) };
         let format = match a.get("format") {
             None => PromptFormat::Raw,
             Some(f) => PromptFormat::parse(f).ok_or_else(|| format!("--format must be raw, bos or chat, got {f:?}"))?,
@@ -128,48 +132,34 @@ usage:
         }
         let bytes = read_model(path)?;
         let device = burn::prelude::Device::flex();
-        let (tok, engine) = app::load(&bytes, &device).map_err(|e| e.to_string())?;
+        let app::Loaded { tok, engine, .. } = app::load(&bytes, &device).map_err(|e| e.to_string())?;
         let ids = prompt::encode(&tok, text, format).map_err(|e| e.to_string())?;
         if ids.is_empty() {
             return Err("the prompt has no tokens (it holds only characters the vocabulary lacks)".into());
         }
         let trace = block_on(engine.forward(&ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
-        let top = top_k(trace.last_logits(), 5);
-        let report = analysis::report(&trace, eps);
+        let doc = app::export::analysis_json(path, text, format, &tok, &trace, rule);
         if a.flag("json") {
-            let tokens: Vec<_> = ids.iter().map(|&id| json!({"id": id, "text": tok.token_text(id), "symbol": tok.symbol(id)})).collect();
-            let top_next: Vec<_> = top.iter().map(|&(id, logit)| json!({"id": id, "token": tok.token_text(id), "logit": logit})).collect();
-            let doc = json!({
-                "model": path,
-                "prompt": text,
-                "format": format.name(),
-                "tokens": tokens,
-                "top_next": top_next,
-                "eps": eps,
-                "first_token_alpha": report.first_token_alpha,
-                "alpha": report.alpha,
-                "sink_rate": report.sink_rate,
-                "sink_rate_overall": report.sink_rate_overall,
-                "sinks": report.sinks,
-                "avg_sinks": report.avg_sinks,
-                "token_sink_heads": report.token_sink_heads,
-                "sink_heads": report.sink_heads,
-                "massive": report.massive,
-            });
             println!("{}", serde_json::to_string(&doc).map_err(|e| e.to_string())?);
-        } else {
-            println!("{} tokens ({} format):", ids.len(), format.name());
-            for (i, &id) in ids.iter().enumerate() {
-                println!("  {i:>4}  {id:>6}  {:?}  sink in {} heads", tok.token_text(id), report.token_sink_heads[i]);
-            }
-            println!("top-5 next tokens:");
-            for (id, logit) in &top {
-                println!("  {id:>6}  {:<16?} {logit:.4}", tok.token_text(*id));
-            }
-            println!("sinks at eps = {eps}: {:.2} per head on average; sink rate (alpha_0 >= eps) per layer:", report.avg_sinks);
-            let rates: Vec<String> = report.sink_rate.iter().map(|r| r.map_or("-".into(), |r| format!("{r:.2}"))).collect();
-            println!("  {}", rates.join(" "));
+            return Ok(());
         }
+        let report = analysis::report(&trace, rule);
+        println!("{} tokens ({} format):", ids.len(), format.name());
+        let n_cand = rule.n_candidates(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            let note = if i < n_cand { format!("sink in {} heads", report.token_sink_heads[i]) } else { format!("not a sink candidate (only {} queries see it)", ids.len() - i) };
+            println!("  {i:>4}  {id:>6}  {:?}  {note}", tok.token_text(id));
+        }
+        println!("top-5 next tokens:");
+        for t in doc["top_next"].as_array().into_iter().flatten() {
+            println!("  {:>6}  {:<16} {:.4}", t["id"], t["token"].to_string(), t["logit"].as_f64().unwrap_or(f64::NAN));
+        }
+        println!(
+            "sinks at eps = {eps} (tokens seen by at least {} queries): {:.2} per head on average; sink rate (alpha_0 >= eps) per layer:",
+            rule.min_queries, report.avg_sinks
+        );
+        let rates: Vec<String> = report.sink_rate.iter().map(|r| r.map_or("-".into(), |r| format!("{r:.2}"))).collect();
+        println!("  {}", rates.join(" "));
         Ok(())
     }
 
@@ -217,7 +207,7 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
         let mut loaded = None;
         for _ in 0..3 {
             let t1 = Instant::now();
-            loaded = Some(app::load(&bytes, &device).map_err(|e| e.to_string())?);
+            loaded = Some(app::load(&bytes, &device).map(|l| (l.tok, l.engine)).map_err(|e| e.to_string())?);
             load_times.push(t1.elapsed().as_secs_f64() * 1e3);
         }
         let (tok, engine) = loaded.ok_or("no model")?;
@@ -249,10 +239,11 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
             let (l, h) = (18.min(trace.n_layers() - 1), 8.min(trace.n_heads - 1));
             let w_o = block_on(engine.model.w_o_head(l, h)).map_err(|e| e.to_string())?;
             let (m, lo, hi) = time_runs(runs, || {
-                let r = analysis::report(&trace, sinks::EPS_PAPER);
+                let rule = sinks::SinkRule::new(sinks::EPS_PAPER);
+                let r = analysis::report(&trace, rule);
                 let a = analysis::alphas(&trace);
-                let s = sinks::SinkSummary::new(&a, sinks::EPS_PAPER);
-                let v = analysis::head_view(&trace, &s, l, h, Some(&w_o));
+                let s = sinks::SinkSummary::new(&a, rule);
+                let v = analysis::head_view(&trace, &s, l, h, Some(&w_o), None);
                 std::hint::black_box((r, v));
                 Ok(())
             })?;

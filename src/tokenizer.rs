@@ -146,6 +146,12 @@ impl Tokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of `text` with each token's byte range in `text`.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>), TokenizerError> {
+        let enc = self.inner.encode(text, false).map_err(|e| TokenizerError::Build(e.to_string()))?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+    }
+
     /// The id of a vocabulary symbol.
     pub fn id_of(&self, symbol: &str) -> Option<u32> {
         self.inner.token_to_id(symbol)
@@ -178,5 +184,44 @@ impl Tokenizer {
 
     pub fn decode(&self, ids: &[u32]) -> String {
         self.inner.decode(ids, false).unwrap_or_default()
+    }
+
+    /// The bytes a token stands for (its symbol mapped back through the byte-level alphabet), or
+    /// `None` for special tokens and symbols outside that alphabet.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let symbol = self.symbol(id);
+        if symbol.is_empty() || (symbol.starts_with("<|") && symbol.ends_with("|>")) {
+            return None;
+        }
+        symbol.chars().map(byte_of_char).collect()
+    }
+}
+
+/// The byte that a character of GPT-2's byte-level alphabet stands for. The alphabet maps the 188
+/// printable bytes to themselves and the other 68 bytes, in order, to U+0100 onwards. (`tokenizers`
+/// keeps its copy of this table private, so it is written out here.)
+fn byte_of_char(c: char) -> Option<u8> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let c = c as u32;
+    if c < 256 {
+        return printable(c).then_some(c as u8);
+    }
+    let n = (c - 256) as usize;
+    (0u32..256).filter(|&b| !printable(b)).nth(n).map(|b| b as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_of_char;
+
+    #[test]
+    fn byte_level_alphabet() {
+        assert_eq!(byte_of_char('A'), Some(b'A'));
+        assert_eq!(byte_of_char('\u{120}'), Some(b' '), "Ġ is the space");
+        assert_eq!(byte_of_char('\u{10a}'), Some(b'\n'), "Ċ is the newline");
+        assert_eq!(byte_of_char('\u{100}'), Some(0));
+        assert_eq!(byte_of_char('\u{ad}'), None, "the soft hyphen byte is remapped, not itself");
+        assert_eq!(byte_of_char('\u{143}'), Some(0xad));
+        assert_eq!(byte_of_char('\u{144}'), None, "past the 68 remapped bytes");
     }
 }

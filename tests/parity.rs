@@ -17,7 +17,7 @@ use sinkscope::tokenizer::Tokenizer;
 
 fn engine() -> &'static (Tokenizer, Engine) {
     static E: OnceLock<(Tokenizer, Engine)> = OnceLock::new();
-    E.get_or_init(|| sinkscope::app::load(common::model_bytes(), &burn::prelude::Device::flex()).expect("model loads"))
+    E.get_or_init(|| sinkscope::app::load(common::model_bytes(), &burn::prelude::Device::flex()).map(|l| (l.tok, l.engine)).expect("model loads"))
 }
 
 fn trace(prompt: &str) -> (serde_json::Value, Trace) {

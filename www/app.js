@@ -1,9 +1,14 @@
-// sinkscope page wiring. All numerics, analysis, colours, bitmaps and the URL codec are computed in
-// Rust inside the worker; this file only moves messages and pixels and handles DOM events.
+// sinkscope page wiring. All numerics, analysis, colours, figures (SVG from plotters), bitmaps, tour
+// captions and the URL codec are computed in Rust inside the worker; this file only moves messages
+// and pixels, and handles DOM events. Messages are plain objects (serde-wasm-bindgen), so a NaN in a
+// frame arrives as NaN: every number shown goes through num(), which prints "–" for it.
 
 const $ = (id) => document.getElementById(id);
 const MODEL_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
+const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
+const VIEWS = ["heatmap", "tags", "release", "heads", "lab"];
+const GRID_MODES = ["alpha", "sinks", "explained"];
 
 let worker = null;
 let state = null;          // the current ViewState (shape defined by Rust's app::state::ViewState)
@@ -14,6 +19,13 @@ let frame = null;          // last frame drawn
 let heat = null;           // heatmap values (Float32Array, NaN = masked)
 let debounce = null;
 let gpuLostOnce = false;
+let firstVisit = false;    // no link fragment: pick a two-sink head on the first picture
+let slowTimer = null;
+let labShown = false;
+const figureUrls = new Map(); // container id -> blob URLs to revoke
+
+const num = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
+const pct = (x) => (typeof x === "number" && Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : "–");
 
 function setStatus(kind, text) {
   const s = $("status");
@@ -21,18 +33,36 @@ function setStatus(kind, text) {
   s.textContent = text;
 }
 
-function notice(text) {
-  if ([...$("notices").querySelectorAll("li span")].some((e) => e.textContent === text)) return;
-  const li = document.createElement("li");
+// Notices with the same key replace each other; an action adds a button.
+function notice(text, key = text, action = null) {
+  const list = $("notices");
+  let li = [...list.children].find((e) => e.dataset.key === key);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.key = key;
+    list.append(li);
+  }
   const span = document.createElement("span");
   span.textContent = text;
+  const parts = [span];
+  if (action) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = action.label;
+    b.onclick = () => { li.remove(); action.run(); };
+    parts.push(b);
+  }
   const x = document.createElement("button");
   x.type = "button";
   x.textContent = "×";
-  x.title = "dismiss";
+  x.setAttribute("aria-label", "dismiss");
   x.onclick = () => li.remove();
-  li.append(span, x);
-  $("notices").append(li);
+  parts.push(x);
+  li.replaceChildren(...parts);
+}
+
+function dropNotice(key) {
+  [...$("notices").children].filter((e) => e.dataset.key === key).forEach((e) => e.remove());
 }
 
 function fail(message) {
@@ -42,7 +72,7 @@ function fail(message) {
 }
 
 function send(msg) {
-  worker.postMessage(JSON.stringify(msg));
+  worker.postMessage(msg);
 }
 
 function startWorker() {
@@ -53,47 +83,60 @@ function startWorker() {
   worker.onmessage = (ev) => onMessage(ev.data);
   worker.onerror = (ev) => {
     ev.preventDefault();
-    onFatal(ev.message || "the model worker stopped");
+    onFatal({ kind: "panic", message: ev.message || "the model worker stopped" });
   };
+  showLoading("Starting the model worker…");
+}
+
+function showLoading(text) {
   $("loading").hidden = false;
-  $("progress-text").textContent = "Starting the model worker…";
+  $("progress-text").textContent = text;
   setStatus("loading", "Loading the model…");
 }
 
-function onFatal(message) {
-  if (backend === "webgpu" && !gpuLostOnce) {
+let loadedChoice = undefined; // the backend choice the current model was loaded with
+
+function initModel() {
+  ready = false;
+  loadedChoice = state.backend || null;
+  showLoading("Loading the model…");
+  send({ type: "init", model_url: MODEL_URL, backend: state.backend });
+}
+
+function onFatal(msg) {
+  clearTimeout(slowTimer);
+  if (msg.kind === "device-lost" && !gpuLostOnce) {
     // A lost GPU device: fall back to the CPU and re-run the current prompt.
     gpuLostOnce = true;
-    notice("The GPU device was lost; switched to the CPU and re-ran the prompt.");
+    notice("The GPU device was lost; switched to the CPU and re-ran the prompt.", "backend");
     state.backend = "cpu";
     startWorker();
     return;
   }
-  fail(`The model stopped: ${message}`);
+  fail(msg.kind === "device-lost" ? `The GPU device was lost: ${msg.message}` : `The model stopped with an internal error (please report it): ${msg.message}`);
 }
 
-function onMessage(data) {
-  let msg;
-  try { msg = JSON.parse(data.json); } catch (e) { return fail("The worker sent a malformed message."); }
+function onMessage(msg) {
   switch (msg.type) {
     case "alive":
       if (state === null) send({ type: "decode", fragment: location.hash });
-      else send({ type: "init", model_url: MODEL_URL, backend: state.backend });
+      else initModel();
       break;
     case "decoded":
       state = msg.state;
-      msg.notices.forEach(notice);
+      msg.notices.forEach((n) => notice(n));
       applyStateToControls();
-      send({ type: "init", model_url: MODEL_URL, backend: state.backend });
+      if (!ready || (state.backend || null) !== loadedChoice) initModel();
+      else update();
       break;
     case "progress": {
-      const pct = msg.total > 0 ? Math.min(100, (100 * msg.loaded) / msg.total) : 0;
-      $("progress-fill").style.width = `${pct.toFixed(1)}%`;
-      $("progress").setAttribute("aria-valuenow", pct.toFixed(0));
+      const pc = msg.total > 0 ? Math.min(100, (100 * msg.loaded) / msg.total) : 0;
+      $("progress-fill").style.width = `${pc.toFixed(1)}%`;
+      $("progress").setAttribute("aria-valuenow", pc.toFixed(0));
       const mb = (x) => (x / 1e6).toFixed(1);
       $("progress-text").textContent = msg.cached
-        ? `Loading the model from this browser's cache: ${mb(msg.loaded)} / ${mb(msg.total)} MB (${pct.toFixed(0)}%)`
-        : `Downloading the model (once): ${mb(msg.loaded)} / ${mb(msg.total)} MB (${pct.toFixed(0)}%)`;
+        ? `Loading the model from this browser's cache: ${mb(msg.loaded)} / ${mb(msg.total)} MB (${pc.toFixed(0)}%)`
+        : `Downloading the model (once): ${mb(msg.loaded)} / ${mb(msg.total)} MB (${pc.toFixed(0)}%)`;
       break;
     }
     case "ready":
@@ -101,129 +144,147 @@ function onMessage(data) {
       backend = msg.backend;
       $("backend").textContent = msg.backend;
       $("backend").title = `${msg.adapter}; loaded in ${(msg.load_ms / 1000).toFixed(1)} s`;
+      $("model-name").textContent = msg.model;
       $("loading").hidden = true;
       $("failure").hidden = true;
-      if (msg.fallback) notice(msg.fallback);
-      update();
+      if (msg.fallback) notice(msg.fallback, "backend");
+      update(firstVisit ? { pick_two_sink: true } : {});
+      firstVisit = false;
       break;
     case "frame":
       if (msg.frame.seq !== seq) return; // stale: a newer request is on its way
-      draw(msg, data.pixels, data.heat);
+      draw(msg.frame, msg.bitmaps, msg.pixels, msg.heat);
+      break;
+    case "export":
+      download(msg);
       break;
     case "error":
       if (msg.seq != null && msg.seq !== seq) return;
       if (!ready) {
         $("loading").hidden = true;
         fail(`The model could not be loaded: ${msg.message}`);
+      } else if (msg.seq == null) {
+        notice(msg.message, "error");
       } else {
         fail(msg.message);
       }
       break;
     case "lab":
-      drawLab(msg.lab, msg.bitmaps, data.pixels);
+      drawLab(msg.lab);
       break;
     case "fatal":
-      onFatal(msg.message);
+      onFatal(msg);
       break;
   }
 }
 
-function update() {
+function update(opts = {}) {
   if (!ready || !state) return;
   seq += 1;
   setStatus("working", "Analysing…");
-  send({ type: "update", seq, state });
+  send({ type: "update", seq, state, opts });
+  clearTimeout(slowTimer);
+  if (backend === "webgpu") {
+    const mine = seq;
+    slowTimer = setTimeout(() => {
+      if (seq === mine && $("status").dataset.state === "working") {
+        notice("WebGPU is slow on this machine (is it a software adapter?).", "slow-gpu", {
+          label: "Switch to the CPU",
+          run: () => { state.backend = "cpu"; applyStateToControls(); initModel(); },
+        });
+      }
+    }, SLOW_GPU_MS);
+  }
 }
 
 function applyStateToControls() {
   $("prompt").value = state.prompt;
   $("format").value = state.format;
   $("eps").value = state.eps;
-  $("eps-value").value = Number(state.eps).toFixed(2);
+  $("eps-value").value = num(state.eps);
   $("scale").value = state.scale;
   $("drop-first").checked = state.drop_first;
   $("backend-choice").value = state.backend || "";
+  $("grid-colour").value = state.grid;
+  document.body.classList.toggle("projector", !!state.projector);
+  $("projector").setAttribute("aria-pressed", String(!!state.projector));
   showView(state.view);
 }
 
 function showView(view) {
-  document.querySelectorAll(".tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.view === view)));
+  document.querySelectorAll(".tabs button").forEach((b) => {
+    const on = b.dataset.view === view;
+    b.setAttribute("aria-selected", String(on));
+    b.tabIndex = on ? 0 : -1;
+  });
   document.querySelectorAll(".view").forEach((v) => (v.hidden = v.dataset.view !== view));
-  document.querySelector(".head-only").hidden = view === "lab";
+  document.querySelector(".head-only").hidden = view === "lab" || view === "heads";
   if (view === "lab" && worker && !labShown) {
     labShown = true;
-    send({ type: "lab-show" });
+    send({ type: "lab-show", projector: !!(state && state.projector) });
   }
 }
 
-let labShown = false;
-function drawLab(lab, names, pixels) {
-  putBitmaps(names, pixels, [["lab-loss", "lab_loss"], ["lab-attn1", "lab_attn1"], ["lab-attn2", "lab_attn2"], ["lab-pca", "lab_pca"]]);
-  const v = lab.verdict;
-  const [minCatch, minRelease, maxRel] = lab.thresholds.map((x) => +x.toFixed(3));
-  $("lab-epoch").textContent = lab.source === "checkpoint"
-    ? `pre-trained checkpoint (seed ${lab.seed}, ${lab.epochs} epochs) — press Start to train a new model`
-    : `seed ${lab.seed} · epoch ${lab.epoch} of ${lab.epochs}${lab.running ? " · training…" : ""}` +
-      (lab.losses.length ? ` · loss ${lab.losses[lab.losses.length - 1].toExponential(2)}` : "");
-  $("lab-epoch").dataset.epoch = lab.epoch;
-  $("lab-epoch").dataset.losses = JSON.stringify(lab.losses);
-  $("lab-verdict").innerHTML = "";
-  const verdict = document.createElement("span");
-  verdict.className = v.emerged ? "ok" : "no";
-  verdict.textContent = v.emerged ? "catch, tag and release emerged" : "not (yet) the mechanism";
-  $("lab-verdict").append(
-    verdict,
-    ` · catch: [SEP] gets ${v.catch.toFixed(2)} of post-[SEP] attention in layer 1 (needs ≥ ${minCatch})` +
-    ` · release: the last query puts ${v.release.toFixed(2)} on post-[SEP] numbers in layer 2 (needs ≥ ${minRelease})` +
-    ` · test RMSE ${v.rmse.toFixed(4)} vs ${v.baseline_rmse.toFixed(4)} for a constant (needs ≤ ${maxRel}×)`);
-  $("lab-verdict").dataset.emerged = v.emerged;
-  const sinks = (l) => lab.sinks[l].map((k) => lab.tokens[k]).join(", ") || "none";
-  $("lab-cap1").textContent = `layer 1 attention · sinks (alpha > 0.2): ${sinks(0)}`;
-  $("lab-cap2").textContent = `layer 2 attention · sinks: ${sinks(1)}`;
-  $("lab-pca-cap").textContent = `layer-1 head outputs of 24 sequences, PCA (${(100 * lab.pca_explained[0]).toFixed(0)}% + ${(100 * lab.pca_explained[1]).toFixed(0)}%): orange = caught by [SEP]`;
-  $("lab-tokens").textContent = `probe sequence (rows and columns of the maps): ${lab.tokens.join(" ")}`;
-  $("lab-start").disabled = lab.running;
-}
-
-// The bitmaps of a reply by name ([name, width, height] with their pixel buffers in order); those
-// named in `targets` ([canvas id, bitmap name]) are drawn.
-function putBitmaps(names, pixels, targets) {
-  const bitmaps = {};
-  names.forEach(([name, w, h], i) => (bitmaps[name] = { w, h, px: pixels[i] }));
-  for (const [id, name] of targets) {
-    const b = bitmaps[name];
-    if (b) putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
-  }
-  return bitmaps;
-}
+// ---------------------------------------------------------------------------------------------
+// Drawing a frame.
 
 function putBitmap(canvas, w, h, pixels) {
   canvas.width = w;
   canvas.height = h;
-  canvas.getContext("2d").putImageData(new ImageData(pixels, w, h), 0, 0);
+  canvas.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(pixels), w, h), 0, 0);
 }
 
-function draw(msg, pixels, heatValues) {
-  const f = msg.frame;
+function clearCanvas(canvas) {
+  canvas.width = 1;
+  canvas.height = 1;
+  canvas.getContext("2d").clearRect(0, 0, 1, 1);
+}
+
+// The bitmaps of a reply by name ([name, width, height] with their pixel buffers in order).
+function bitmapsByName(names, pixels) {
+  const out = {};
+  (names || []).forEach(([name, w, h], i) => (out[name] = { w, h, px: pixels[i] }));
+  return out;
+}
+
+function draw(f, names, pixels, heatValues) {
+  clearTimeout(slowTimer);
+  dropNotice("slow-gpu");
   frame = f;
   heat = heatValues;
   state = f.state;
-  history.replaceState(null, "", `#${f.fragment}`);
+  if (location.hash !== `#${f.fragment}`) history.replaceState(null, "", `#${f.fragment}`);
   $("share-url").value = location.href;
-  f.notices.forEach(notice);
+  f.notices.forEach((n) => notice(n.text, n.key));
+  if (!f.notices.some((n) => n.key === "cut")) dropNotice("cut");
   $("failure").hidden = true;
   $("hint").hidden = !f.hint;
   $("hint").textContent = f.hint || "";
   if (document.activeElement !== $("prompt") && $("prompt").value !== f.state.prompt) $("prompt").value = f.state.prompt;
+  applyStateToControls();
+  const bitmaps = bitmapsByName(names, pixels);
+  if (bitmaps.legend) putBitmap($("legend"), bitmaps.legend.w, bitmaps.legend.h, bitmaps.legend.px);
+  drawTokens(f);
+  drawSummary(f);
+  drawGrid(f);
+  drawHead(f);
+  drawHeatmap(f, bitmaps);
+  for (const v of ["tags", "release", "heads"]) drawFigures(`figs-${v}`, f.state.view === v ? f.figures : null, f.hint);
+  drawLaterChoice(f);
+  drawTour(f);
+  const st = $("status");
+  st.dataset.forwardMs = f.timing ? num(f.timing.forward_ms, 1) : "";
+  st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
+  st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
+  setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
+  keepOfflineCopy();
+}
 
-  const bitmaps = putBitmaps(msg.bitmaps, pixels, [["legend", "legend"], ["heat-legend", "legend"], ["rel-legend", "legend_signed"]]);
-
-  // Token strip.
-  const strip = $("tokens");
-  strip.replaceChildren(...f.tokens.map((t) => {
+function drawTokens(f) {
+  $("tokens").replaceChildren(...f.tokens.map((t) => {
     const el = document.createElement("span");
-    el.className = "tok";
-    el.dataset.testid = "token";
+    el.className = "tok" + (t.from_user ? "" : " tmpl") + (t.partial ? " partial" : "") + (t.candidate ? "" : " nocand");
+    el.setAttribute("role", "listitem");
     el.setAttribute("data-testid", "token");
     el.dataset.index = t.index;
     el.dataset.sinkHeads = t.sink_heads;
@@ -232,169 +293,362 @@ function draw(msg, pixels, heatValues) {
     el.textContent = t.text;
     return el;
   }));
-
   const s = f.summary;
-  if (s) {
-    const top = f.top_next.map((n) => `${JSON.stringify(n.text)} ${(100 * n.prob).toFixed(0)}%`).join(", ");
-    const cut = f.tokens_before_cut > f.tokens.length ? ` (cut from ${f.tokens_before_cut})` : "";
-    const tm = f.timing;
-    $("summary").textContent =
-      `${f.tokens.length} tokens${cut} · at eps ${s.eps.toFixed(2)}: ${s.avg_sinks.toFixed(2)} sinks per head on average, ` +
-      `first-token sink in ${(100 * s.sink_rate_overall).toFixed(0)}% of heads · next: ${top}` +
-      (tm ? ` · ${backend}: ` + (tm.computed_tokens ? `forward ${tm.forward_ms.toFixed(0)} ms (${tm.computed_tokens} new tokens), ` : "model output reused, ") + `analysis ${tm.analysis_ms.toFixed(0)} ms` : "");
-    drawOverview(s, f.state.layer, f.state.head);
-  } else {
+  const notes = ["Shading: how many heads treat the token as a sink."];
+  if (s && s.n_candidates < f.tokens.length) {
+    const k = f.tokens.length - s.n_candidates;
+    notes.push(`The last ${k === 1 ? "token" : `${k} tokens`} (hatched) can't be sinks: fewer than ${s.min_queries} queries see ${k === 1 ? "it" : "them"}, so alpha would be noise.`);
+  }
+  if (f.tokens.some((t) => !t.from_user)) notes.push("Dashed: added by the prompt format, not typed.");
+  if (f.tokens.some((t) => t.partial)) notes.push("\\x..: part of a character split over tokens (hover for the character).");
+  $("token-note").textContent = notes.join(" ");
+}
+
+function drawSummary(f) {
+  const s = f.summary;
+  if (!s) {
     $("summary").textContent = "";
-    $("overview").replaceChildren();
+    return;
   }
-
-  // Selected head.
-  const h = f.head;
-  $("head-title").textContent = h ? `Layer ${h.layer}, head ${h.head}` : "";
-  $("head-stats").textContent = h
-    ? (h.sinks.length
-      ? `sinks (alpha > eps): ${h.sinks.map((k) => `${k} ${JSON.stringify(f.tokens[k].text)} (${h.alpha[k].toFixed(2)})`).join(", ")} · ` +
-        `tags span ${h.rank} dim · variance of A·V explained by the tag span ${h.variance_explained.toFixed(3)} (squared ${h.variance_explained_sq.toFixed(3)})`
-      : "no sink at this eps")
-    : "";
-  if (bitmaps.heatmap) {
-    const b = bitmaps.heatmap;
-    putBitmap($("heatmap"), b.w, b.h, new Uint8ClampedArray(b.px));
-    const labels = $("row-labels");
-    labels.replaceChildren(...(f.tokens.length <= 64 ? f.tokens : []).map((t) => {
-      const d = document.createElement("div");
-      d.textContent = t.text;
-      return d;
-    }));
-    $("heat-lo").textContent = f.state.scale === "log" ? "10⁻⁴" : "0";
-  }
-  drawScatter("pca-in", f.pca_in, bitmaps, "head input (RMS-normalised residual)");
-  drawScatter("pca-out", f.pca_out, bitmaps, "head output A·V");
-  $("sink-legend").replaceChildren(...(h ? h.sinks : []).map((k, i) => {
-    const li = document.createElement("li");
-    const sw = document.createElement("span");
-    sw.className = "sw";
-    sw.style.background = h.sink_colors[i];
-    li.append(sw, `caught by ${k} ${JSON.stringify(f.tokens[k].text)} (tag alone explains ${h.per_tag_explained[i].toFixed(2)})`);
-    return li;
-  }));
-  if (f.release && bitmaps.release) {
-    const b = bitmaps.release;
-    putBitmap($("release"), b.w, b.h, new Uint8ClampedArray(b.px));
-    $("release-labels").replaceChildren(...f.release.layers.map((l) => {
-      const d = document.createElement("div");
-      d.textContent = `L${l}`;
-      return d;
-    }));
-    $("release-cols").replaceChildren(...(f.tokens.length <= 40 ? f.tokens : []).map((t) => {
-      const d = document.createElement("div");
-      d.textContent = t.text;
-      return d;
-    }));
-    $("rel-lo").textContent = `−${f.release.max_abs.toFixed(2)}`;
-    $("rel-hi").textContent = f.release.max_abs.toFixed(2);
-  }
-  showView(f.state.view);
-  const st = $("status");
-  st.dataset.forwardMs = f.timing ? f.timing.forward_ms.toFixed(1) : "";
-  st.dataset.analysisMs = f.timing ? f.timing.analysis_ms.toFixed(1) : "";
-  st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
-  setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
-  keepOfflineCopy();
+  const top = f.top_next.map((n) => `${JSON.stringify(n.text)} ${pct(n.prob)}`).join(", ");
+  const cut = f.tokens_before_cut > f.tokens.length ? ` (cut from ${f.tokens_before_cut})` : "";
+  const tm = f.timing;
+  $("summary").textContent =
+    `${f.tokens.length} tokens${cut} · at eps ${num(s.eps)}: ${num(s.avg_sinks)} sinks per head on average, ` +
+    `first-token sink in ${pct(s.sink_rate_overall)} of heads · next: ${top}` +
+    (tm ? ` · ${backend}: ` + (tm.computed_tokens ? `forward ${num(tm.forward_ms, 0)} ms (${tm.computed_tokens} new tokens), ` : "model output reused, ") + `analysis ${num(tm.analysis_ms, 0)} ms` : "");
+  $("min-queries").textContent = s.min_queries;
 }
 
-function drawScatter(id, sc, bitmaps, caption) {
-  if (!sc || !bitmaps[sc.bitmap]) return;
-  const b = bitmaps[sc.bitmap];
-  putBitmap($(id), b.w, b.h, new Uint8ClampedArray(b.px));
-  $(`${id}-cap`).textContent = `${caption} · PC1 ${(100 * sc.explained[0]).toFixed(0)}%, PC2 ${(100 * sc.explained[1]).toFixed(0)}% of variance`;
-}
-
-function drawOverview(s, layer, head) {
-  const grid = $("overview");
-  grid.style.gridTemplateColumns = `auto repeat(${s.n_heads}, 26px)`;
-  const cells = [];
+function drawGrid(f) {
+  const table = $("overview");
+  const g = f.grid;
+  const s = f.summary;
+  if (!g || !s) {
+    table.replaceChildren();
+    return;
+  }
+  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#overview");
+  const head = document.createElement("tr");
+  const corner = document.createElement("th");
+  corner.textContent = "";
+  head.append(corner);
+  for (let h = 0; h < s.n_heads; h++) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = `H${h}`;
+    head.append(th);
+  }
+  const rows = [head];
   for (let l = 0; l < s.n_layers; l++) {
-    const lbl = document.createElement("div");
-    lbl.className = "lbl";
-    lbl.textContent = `L${l}`;
-    cells.push(lbl);
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = `L${l}`;
+    tr.append(th);
     for (let h = 0; h < s.n_heads; h++) {
       const i = l * s.n_heads + h;
-      const c = document.createElement("div");
-      c.className = "cell" + (l === layer && h === head ? " sel" : "");
+      const sel = l === f.state.layer && h === f.state.head;
+      const c = document.createElement("td");
+      c.className = "cell" + (sel ? " sel" : "");
+      c.setAttribute("role", "gridcell");
       c.setAttribute("data-testid", "head-cell");
+      c.setAttribute("aria-selected", String(sel));
       c.dataset.layer = l;
       c.dataset.head = h;
-      c.style.background = s.head_colors[i];
-      c.title = `layer ${l} head ${h}: strength ${s.head_strength[i].toFixed(2)}, ${s.head_sinks[i]} sink(s)`;
-      cells.push(c);
+      c.dataset.value = g.values[i] == null ? "" : g.values[i];
+      c.tabIndex = sel ? 0 : -1;
+      c.style.background = g.colors[i];
+      c.title = g.titles[i];
+      c.setAttribute("aria-label", g.titles[i]);
+      tr.append(c);
     }
+    rows.push(tr);
   }
-  grid.replaceChildren(...cells);
+  table.replaceChildren(...rows);
+  $("grid-lo").textContent = g.legend_lo;
+  $("grid-hi").textContent = g.legend_hi;
+  $("grid-legend-title").textContent = g.legend_title;
+  if (focused) table.querySelector(".cell.sel")?.focus();
 }
 
-// Hover read-outs (index arithmetic only).
-function cellAt(canvas, ev, w, h) {
-  const r = canvas.getBoundingClientRect();
-  const x = Math.floor(((ev.clientX - r.left) / r.width) * w);
-  const y = Math.floor(((ev.clientY - r.top) / r.height) * h);
-  return x >= 0 && y >= 0 && x < w && y < h ? [x, y] : null;
+function drawHead(f) {
+  const h = f.head;
+  const stats = $("head-stats");
+  $("head-title").textContent = h ? `Layer ${h.layer}, head ${h.head}` : "";
+  stats.textContent = h ? h.text : (f.hint ? "" : "No head selected.");
+  stats.dataset.layer = h ? h.layer : "";
+  stats.dataset.head = h ? h.head : "";
+  stats.dataset.sinks = h ? h.sinks.join(",") : "";
 }
 
-$("heatmap").addEventListener("mousemove", (ev) => {
-  if (!frame || !heat) return;
-  const t = frame.tokens.length;
-  const c = cellAt($("heatmap"), ev, t, t);
-  if (!c) return;
-  const [k, q] = c;
-  const v = heat[q * t + k];
-  const tok = (i) => JSON.stringify(frame.tokens[i].text);
-  $("heat-readout").textContent = Number.isNaN(v)
-    ? `query ${q} ${tok(q)} → key ${k} ${tok(k)}: not shown (${k > q ? "future token" : "first token dropped"})`
-    : `query ${q} ${tok(q)} → key ${k} ${tok(k)}: ${v.toFixed(4)}`;
-});
+function drawHeatmap(f, bitmaps) {
+  const canvas = $("heatmap");
+  const empty = $("empty-heatmap");
+  const b = bitmaps.heatmap;
+  if (!b || !f.heat) {
+    if (f.state.view === "heatmap" || f.hint) {
+      clearCanvas(canvas);
+      $("row-labels").replaceChildren();
+      $("col-labels").replaceChildren();
+      $("heat-marks").replaceChildren();
+      canvas.setAttribute("aria-label", "attention heatmap: nothing to show");
+      empty.hidden = !f.hint;
+      empty.textContent = f.hint || "";
+    }
+    return;
+  }
+  empty.hidden = true;
+  putBitmap(canvas, b.w, b.h, b.px);
+  if (bitmaps.legend) putBitmap($("heat-legend"), bitmaps.legend.w, bitmaps.legend.h, bitmaps.legend.px);
+  const t = f.heat.t;
+  // Labels: all of them when they fit, else every k-th (a label needs ~1.3 lines of height).
+  const px = canvas.getBoundingClientRect().height || 560;
+  const fontPx = parseFloat(getComputedStyle($("row-labels")).fontSize) || 11;
+  const stride = Math.max(1, Math.ceil((fontPx * 1.3 * t) / px));
+  const label = (i) => (i % stride === 0 ? f.tokens[i].text : "");
+  const cells = (cls) => f.tokens.map((tk, i) => {
+    const d = document.createElement("div");
+    d.className = cls + (f.heat.marks.some(([k]) => k === i) ? " sink" : "");
+    d.textContent = label(i);
+    return d;
+  });
+  $("row-labels").replaceChildren(...cells("rl"));
+  $("col-labels").replaceChildren(...cells("cl"));
+  $("heat-marks").replaceChildren(...f.heat.marks.map(([k, colour]) => {
+    const m = document.createElement("div");
+    m.className = "mark";
+    m.style.left = `${(100 * (k + 0.5)) / t}%`;
+    m.style.borderTopColor = colour;
+    m.title = `sink: token ${k} ${JSON.stringify(f.tokens[k].text)}`;
+    return m;
+  }));
+  $("heat-lo").textContent = f.heat.log ? "≤10⁻⁴" : "0";
+  canvas.setAttribute("aria-label", `Attention heatmap, ${t} by ${t} tokens. ${f.head ? f.head.text : ""}`);
+}
 
-$("release").addEventListener("mousemove", (ev) => {
-  if (!frame || !frame.release) return;
-  const t = frame.tokens.length;
-  const L = frame.release.layers.length;
-  const c = cellAt($("release"), ev, t, L);
-  if (!c) return;
-  const [tk, li] = c;
-  $("release-readout").textContent =
-    `after layer ${frame.release.layers[li]}, token ${tk} ${JSON.stringify(frame.tokens[tk].text)}: cosine ${frame.release.cosine[li * t + tk].toFixed(3)}`;
-});
+// Figures are SVG text shown through <img> (never parsed as HTML). Each keeps its hover geometry.
+function drawFigures(id, figures, hint) {
+  const box = $(id);
+  (figureUrls.get(id) || []).forEach((u) => URL.revokeObjectURL(u));
+  figureUrls.set(id, []);
+  if (!figures) {
+    if (hint) {
+      const p = document.createElement("p");
+      p.className = "empty-state";
+      p.textContent = hint;
+      box.replaceChildren(p);
+    }
+    return;
+  }
+  box.replaceChildren(...figures.map((fig) => {
+    const el = document.createElement("figure");
+    const img = document.createElement("img");
+    const url = URL.createObjectURL(new Blob([fig.svg], { type: "image/svg+xml" }));
+    figureUrls.get(id).push(url);
+    img.src = url;
+    img.alt = fig.alt;
+    img.width = fig.width;
+    img.height = fig.height;
+    img.dataset.name = fig.name;
+    img.dataset.testid = `figure-${fig.name}`;
+    img.setAttribute("data-testid", `figure-${fig.name}`);
+    img.addEventListener("mousemove", (ev) => hover(fig, img, ev));
+    el.append(img);
+    return el;
+  }));
+}
 
-for (const id of ["pca-in", "pca-out"]) {
-  $(id).addEventListener("mousemove", (ev) => {
-    const sc = frame && (id === "pca-in" ? frame.pca_in : frame.pca_out);
-    if (!sc) return;
-    const r = $(id).getBoundingClientRect();
-    const x = ((ev.clientX - r.left) / r.width) * 300;
-    const y = ((ev.clientY - r.top) / r.height) * 300;
-    let best = -1, bd = 64;
-    sc.px.forEach(([px, py], i) => {
+function drawLaterChoice(f) {
+  const sel = $("later");
+  const h = f.head;
+  const s = f.summary;
+  if (!h || !s) {
+    sel.replaceChildren();
+    return;
+  }
+  const opts = [];
+  for (let l = h.layer + 1; l < s.n_layers; l++) {
+    const o = document.createElement("option");
+    o.value = l;
+    o.textContent = `layer ${l} (+${l - h.layer})`;
+    opts.push(o);
+  }
+  sel.replaceChildren(...opts);
+  sel.disabled = opts.length === 0;
+  if (h.later_layer != null) sel.value = h.later_layer;
+}
+
+function hover(fig, img, ev) {
+  if (!frame) return;
+  const r = img.getBoundingClientRect();
+  const x = ((ev.clientX - r.left) / r.width) * fig.width;
+  const y = ((ev.clientY - r.top) / r.height) * fig.height;
+  const out = frame.state.view === "release" ? $("release-readout") : $("tags-readout");
+  const tok = (i) => (frame.tokens[i] ? JSON.stringify(frame.tokens[i].text) : "?");
+  if (fig.hit.kind === "points") {
+    let best = -1, bd = 100;
+    fig.hit.px.forEach(([px, py], i) => {
       const d = (px - x) ** 2 + (py - y) ** 2;
       if (d < bd) { bd = d; best = i; }
     });
-    if (best >= 0) {
+    if (best >= 0 && frame.tokens[best]) {
       const t = frame.tokens[best];
-      $("pca-readout").textContent = `token ${best} ${JSON.stringify(t.text)}` + (t.caught_by != null ? `, caught by ${t.caught_by}` : ", not caught");
+      out.textContent = `token ${best} ${tok(best)}` + (t.caught_by != null ? `, caught by token ${t.caught_by} ${tok(t.caught_by)}` : ", not caught");
     }
-  });
+  } else if (fig.hit.kind === "grid") {
+    const g = fig.hit;
+    if (x < g.x0 || x >= g.x1 || y < g.y0 || y >= g.y1) return;
+    const c = Math.floor(((x - g.x0) / (g.x1 - g.x0)) * g.cols);
+    const rr = Math.floor(((y - g.y0) / (g.y1 - g.y0)) * g.rows);
+    out.textContent = fig.name === "release_map" ? `token ${c} ${tok(c)}, ${g.rows - rr === g.rows ? "at" : "after"} row ${rr}` : `row ${rr}, column ${c}`;
+  }
 }
 
+function drawTour(f) {
+  const box = $("tour");
+  const t = f.tour;
+  box.hidden = !t;
+  document.body.classList.toggle("touring", !!t);
+  if (!t) return;
+  $("tour-title").textContent = t.title;
+  const cap = $("tour-caption");
+  cap.textContent = t.caption;
+  cap.dataset.step = t.step + 1;
+  cap.dataset.steps = t.steps;
+  $("tour-count").textContent = `${t.step + 1} / ${t.steps}`;
+  $("tour-back").disabled = t.step === 0;
+  $("tour-next").textContent = t.step + 1 === t.steps ? "Finish" : "Next →";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Lab.
+
+function drawLab(lab) {
+  drawFigures("figs-lab", lab.figures);
+  const v = lab.verdict;
+  const [minCatch, minRelease, maxRel] = lab.thresholds.map((x) => +x.toFixed(3));
+  $("lab-epoch").textContent = lab.source === "checkpoint"
+    ? `pre-trained checkpoint (seed ${lab.seed}, ${lab.epochs} epochs) — press Start to train a new model`
+    : `seed ${lab.seed} · epoch ${lab.epoch} of ${lab.epochs}${lab.running ? " · training…" : ""}` +
+      (lab.losses.length ? ` · loss ${lab.losses[lab.losses.length - 1].toExponential(2)}` : "");
+  $("lab-epoch").dataset.epoch = lab.epoch;
+  $("lab-epoch").dataset.losses = JSON.stringify(lab.losses);
+  const item = (ok, text) => {
+    const li = document.createElement("li");
+    li.className = ok ? "ok" : "no";
+    li.textContent = `${ok ? "✓" : "✗"} ${text}`;
+    return li;
+  };
+  const head = document.createElement("li");
+  head.className = v.emerged ? "ok" : "no";
+  head.textContent = v.emerged ? "catch, tag and release emerged" : "not (yet) the mechanism";
+  $("lab-verdict").replaceChildren(
+    head,
+    item(lab.checks[0], `catch: [SEP] gets ${num(v.catch)} of post-[SEP] attention in layer 1 (needs ≥ ${minCatch})`),
+    item(lab.checks[1], `release: the last query puts ${num(v.release)} on post-[SEP] numbers in layer 2 (needs ≥ ${minRelease})`),
+    item(lab.checks[2], `test RMSE ${num(v.rmse, 4)} vs ${num(v.baseline_rmse, 4)} for a constant (needs ≤ ${maxRel}×)`));
+  $("lab-verdict").dataset.emerged = v.emerged;
+  $("lab-tokens").textContent = `Probe sequence (rows and columns of the maps): ${lab.tokens.join(" ")}`;
+  $("lab-start").disabled = lab.running;
+}
+
+function labSeed() {
+  const raw = $("lab-seed").value.trim();
+  const n = Number(raw);
+  if (raw === "" || !Number.isInteger(n) || n < 0 || n > 100000) {
+    $("lab-seed-error").textContent = "The seed must be a whole number from 0 to 100000.";
+    return null;
+  }
+  $("lab-seed-error").textContent = "";
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export: SVG and JSON come from the worker; PNG is the SVG rasterised here at twice the screen's
+// resolution (or more on high-density screens), labels and legend included.
+
+let pendingExport = null;
+
+function requestExport(format) {
+  if (!ready || !state) return;
+  pendingExport = format;
+  send({ type: "export", state, kind: format === "json" ? "json" : "svg" });
+}
+
+function saveBlob(blob, name) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+}
+
+function download(msg) {
+  const format = pendingExport || msg.kind;
+  pendingExport = null;
+  if (msg.kind === "json") {
+    saveBlob(new Blob([msg.text], { type: "application/json" }), msg.name);
+  } else if (format === "svg") {
+    saveBlob(new Blob([msg.text], { type: "image/svg+xml" }), msg.name);
+  } else {
+    const scale = Math.max(2, 2 * (window.devicePixelRatio || 1));
+    const img = new Image();
+    const url = URL.createObjectURL(new Blob([msg.text], { type: "image/svg+xml" }));
+    img.onload = () => {
+      const c = document.createElement("canvas");
+      c.width = Math.round(msg.width * scale);
+      c.height = Math.round(msg.height * scale);
+      const ctx = c.getContext("2d");
+      ctx.scale(scale, scale);
+      ctx.drawImage(img, 0, 0, msg.width, msg.height);
+      URL.revokeObjectURL(url);
+      c.toBlob((b) => saveBlob(b, msg.name.replace(/\.svg$/, ".png")), "image/png");
+    };
+    img.onerror = () => notice("The figure could not be turned into a PNG; try SVG.", "export");
+    img.src = url;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Controls.
+
+function setView(view) {
+  state.view = view;
+  showView(view);
+  update();
+}
+
+function tourGo(step, enter = true) {
+  if (!state) return;
+  state.tour = step;
+  update({ enter_tour: enter }); // an empty prompt gets the example (in the worker)
+}
+
+function tourExit() {
+  if (!state || state.tour == null) return;
+  state.tour = null;
+  $("tour").hidden = true;
+  update();
+}
+
 $("prompt").addEventListener("input", () => {
   state.prompt = $("prompt").value;
   clearTimeout(debounce);
   debounce = setTimeout(update, DEBOUNCE_MS);
 });
+$("prompt").addEventListener("paste", (ev) => {
+  const ta = $("prompt");
+  const pasted = (ev.clipboardData && ev.clipboardData.getData("text")) || "";
+  const room = ta.maxLength - (ta.value.length - (ta.selectionEnd - ta.selectionStart));
+  if (pasted.length > room) notice(`The pasted text was cut: the prompt holds at most ${ta.maxLength.toLocaleString("en")} characters.`, "paste");
+});
 $("format").addEventListener("change", () => { state.format = $("format").value; update(); });
 $("eps").addEventListener("input", () => {
   state.eps = Number($("eps").value);
-  $("eps-value").value = state.eps.toFixed(2);
+  $("eps-value").value = num(state.eps);
   clearTimeout(debounce);
   debounce = setTimeout(update, 60);
 });
@@ -402,27 +656,70 @@ $("eps-paper").onclick = () => { state.eps = 0.2; applyStateToControls(); update
 $("eps-gu").onclick = () => { state.eps = 0.3; applyStateToControls(); update(); };
 $("scale").addEventListener("change", () => { state.scale = $("scale").value; update(); });
 $("drop-first").addEventListener("change", () => { state.drop_first = $("drop-first").checked; update(); });
+$("grid-colour").addEventListener("change", () => { state.grid = $("grid-colour").value; update(); });
+$("later").addEventListener("change", () => { state.later = Number($("later").value); update(); });
+$("pick-two-sink").addEventListener("click", () => update({ pick_two_sink: true }));
 $("backend-choice").addEventListener("change", () => {
   state.backend = $("backend-choice").value || null;
   gpuLostOnce = false;
-  startWorker(); // the model comes back from Cache Storage
+  initModel(); // same worker; the model comes back from Cache Storage
 });
 $("overview").addEventListener("click", (ev) => {
   const c = ev.target.closest("[data-testid=head-cell]");
-  if (!c) return;
+  if (c) selectHead(c);
+});
+$("overview").addEventListener("keydown", (ev) => {
+  const c = ev.target.closest("[data-testid=head-cell]");
+  if (!c || !frame || !frame.summary) return;
+  const { n_layers: L, n_heads: H } = frame.summary;
+  let [l, h] = [Number(c.dataset.layer), Number(c.dataset.head)];
+  const moves = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1], Home: [0, -h], End: [0, H - 1 - h] };
+  if (ev.key === "Enter" || ev.key === " ") {
+    ev.preventDefault();
+    selectHead(c);
+    return;
+  }
+  const m = moves[ev.key];
+  if (!m) return;
+  ev.preventDefault();
+  ev.stopPropagation();
+  l = Math.max(0, Math.min(L - 1, l + m[0]));
+  h = Math.max(0, Math.min(H - 1, h + m[1]));
+  const next = $("overview").querySelector(`[data-layer='${l}'][data-head='${h}']`);
+  if (next) {
+    c.tabIndex = -1;
+    next.tabIndex = 0;
+    next.focus();
+  }
+});
+function selectHead(c) {
   state.layer = Number(c.dataset.layer);
   state.head = Number(c.dataset.head);
   update();
-});
-document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => {
-  state.view = b.dataset.view;
-  showView(state.view);
-  update();
-}));
-const labSeed = () => Math.max(0, Math.min(100000, Number($("lab-seed").value) || 0));
-$("lab-start").addEventListener("click", () => send({ type: "lab-start", seed: labSeed() }));
+}
+document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
+$("lab-start").addEventListener("click", () => { const s = labSeed(); if (s !== null) send({ type: "lab-start", seed: s }); });
 $("lab-pause").addEventListener("click", () => send({ type: "lab-pause" }));
-$("lab-reset").addEventListener("click", () => send({ type: "lab-reset", seed: labSeed() }));
+$("lab-reset").addEventListener("click", () => { const s = labSeed(); if (s !== null) send({ type: "lab-reset", seed: s }); });
+$("lab-seed").addEventListener("input", labSeed);
+$("tour-start").addEventListener("click", () => tourGo(0));
+$("tour-next").addEventListener("click", () => {
+  if (state.tour == null) return;
+  if (frame && frame.tour && state.tour + 1 >= frame.tour.steps) tourExit();
+  else tourGo(state.tour + 1);
+});
+$("tour-back").addEventListener("click", () => { if (state.tour > 0) tourGo(state.tour - 1); });
+$("tour-exit").addEventListener("click", tourExit);
+$("projector").addEventListener("click", () => {
+  state.projector = !state.projector;
+  applyStateToControls();
+  if (state.view === "lab") send({ type: "lab-show", projector: state.projector });
+  update();
+});
+$("export-png").addEventListener("click", () => requestExport("png"));
+$("export-svg").addEventListener("click", () => requestExport("svg"));
+$("export-json").addEventListener("click", () => requestExport("json"));
+$("help-open").addEventListener("click", () => $("help").showModal());
 $("copy-link").addEventListener("click", async () => {
   const link = location.href;
   $("share-url").value = link;
@@ -441,11 +738,29 @@ $("retry").addEventListener("click", () => {
   gpuLostOnce = false;
   startWorker();
 });
+// A new fragment (back/forward, an edited link) is decoded by the running worker: the model stays.
 window.addEventListener("hashchange", () => {
   if (frame && location.hash === `#${frame.fragment}`) return;
-  state = null;
+  if (!worker || !ready) return;
   $("notices").replaceChildren();
-  startWorker();
+  send({ type: "decode", fragment: location.hash });
+});
+
+// Keyboard shortcuts (listed behind "?"), off while typing.
+document.addEventListener("keydown", (ev) => {
+  const typing = ev.target.closest && ev.target.closest("textarea, input, select");
+  if (ev.key === "Escape" && state && state.tour != null && !$("help").open) { tourExit(); return; }
+  if (typing || ev.ctrlKey || ev.metaKey || ev.altKey || !state) return;
+  if (ev.target.closest && ev.target.closest("#overview") && ev.key.startsWith("Arrow")) return;
+  const touring = state.tour != null;
+  if (ev.key === "ArrowRight" && touring) { ev.preventDefault(); $("tour-next").click(); }
+  else if (ev.key === "ArrowLeft" && touring) { ev.preventDefault(); $("tour-back").click(); }
+  else if (ev.key === "?") $("help").showModal();
+  else if (ev.key === "t") tourGo(0);
+  else if (ev.key === "p") $("projector").click();
+  else if (ev.key === "s") $("pick-two-sink").click();
+  else if (ev.key === "g") { state.grid = GRID_MODES[(GRID_MODES.indexOf(state.grid) + 1) % GRID_MODES.length]; update(); }
+  else if (/^[1-5]$/.test(ev.key)) setView(VIEWS[Number(ev.key) - 1]);
 });
 
 // Offline once loaded: the service worker keeps the page's own files (not the prompt: that lives in
@@ -458,7 +773,9 @@ function keepOfflineCopy() {
   navigator.serviceWorker.register("sw.js").catch((e) => console.warn("sinkscope: no offline copy of the page:", e));
 }
 
-// Test hook (documented in the README): simulate a lost GPU device.
+// Test hooks (documented in the README): simulate a lost GPU device; send NaN and infinities.
 window.sinkscopeLoseDevice = () => send({ type: "lose-device" });
+window.sinkscopePoison = () => { send({ type: "poison" }); update(); };
 
+firstVisit = location.hash.length <= 1;
 startWorker();

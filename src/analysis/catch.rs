@@ -3,9 +3,16 @@
 
 use serde::Serialize;
 
+/// Smallest share of a query's attention that its strongest sink must hold for the query to count
+/// as *caught* by it. Without a floor nearly every token would be "caught" by some sink through a
+/// sliver of attention; with it, a caught token really receives a visible part of the sink's value
+/// vector (its tag). 0.2 is the paper's own sink threshold, applied per query instead of on average.
+pub const MIN_CATCH_SHARE: f32 = 0.2;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeadCatch {
-    /// For each query, the sink (among those at or before it) with the largest attention.
+    /// For each query, the sink (among those at or before it) with the largest attention, if that
+    /// attention is at least the catch share.
     pub top_sink: Vec<Option<usize>>,
     /// For each query, the total attention on sinks.
     pub sink_mass: Vec<f32>,
@@ -13,8 +20,9 @@ pub struct HeadCatch {
     pub spans: Vec<(usize, Vec<usize>)>,
 }
 
-/// Catch analysis of one head's pattern [T, T] for the sink set `sinks`.
-pub fn catch(pattern: &[f32], t: usize, sinks: &[usize]) -> HeadCatch {
+/// Catch analysis of one head's pattern [T, T] for the sink set `sinks`: a query is caught by its
+/// strongest sink when that sink holds at least `min_share` of its attention.
+pub fn catch(pattern: &[f32], t: usize, sinks: &[usize], min_share: f32) -> HeadCatch {
     let mut top_sink = Vec::with_capacity(t);
     let mut sink_mass = Vec::with_capacity(t);
     let mut spans: Vec<(usize, Vec<usize>)> = sinks.iter().map(|&s| (s, Vec::new())).collect();
@@ -27,7 +35,7 @@ pub fn catch(pattern: &[f32], t: usize, sinks: &[usize]) -> HeadCatch {
                 continue;
             }
             mass += row[s] as f64;
-            if row[s] > 0.0 && best.is_none_or(|(_, b)| row[s] > b) {
+            if row[s] > 0.0 && row[s] >= min_share && best.is_none_or(|(_, b)| row[s] > b) {
                 best = Some((i, row[s]));
             }
         }
@@ -69,9 +77,16 @@ mod tests {
         let al = crate::analysis::sinks::alpha(&a, t);
         let sinks: Vec<usize> = (0..t).filter(|&k| al[k] > 0.3).collect();
         assert_eq!(sinks, vec![0, 4]);
-        let c = catch(&a, t, &[0, 4]);
+        let c = catch(&a, t, &[0, 4], 0.0);
         assert_eq!(c.spans, vec![(0, vec![0, 1, 2, 3]), (4, vec![4, 5, 6, 7])]);
         assert!((c.sink_mass[6] - 0.8).abs() < 1e-6);
         assert_eq!(c.top_sink[2], Some(0));
+        // query 4 gives token 0 only 0.4 and itself 0.6: with a 0.5 floor it is caught by nobody
+        let c = catch(&a, t, &[0, 4], 0.5);
+        assert_eq!(c.top_sink[4], Some(4), "token 4 attends 0.6 to itself, a sink");
+        let c = catch(&a, t, &[0], 0.5);
+        assert_eq!(c.top_sink[4], None);
+        assert_eq!(c.top_sink[5], None, "0.1 on token 0 is no catch");
+        assert_eq!(c.spans, vec![(0, vec![0, 1, 2, 3])]);
     }
 }

@@ -42,6 +42,11 @@ pub fn orthonormal_basis(vectors: &[&[f32]], rel_tol: f64) -> Vec<Vec<f64>> {
     basis
 }
 
+/// The coordinates of each row of `x` ([rows, cols]) on the orthonormal `basis`: [rows, |basis|].
+pub fn project_rows(x: &[f32], cols: usize, basis: &[Vec<f64>]) -> Vec<f32> {
+    x.chunks_exact(cols).flat_map(|r| basis.iter().map(move |b| r.iter().zip(b).map(|(&v, w)| v as f64 * w).sum::<f64>() as f32)).collect()
+}
+
 /// Eigen-decomposition of a small symmetric matrix (cyclic Jacobi). Returns eigenvalues in
 /// descending order and the matching eigenvectors as rows.
 pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<Vec<f64>>) {

@@ -1,5 +1,6 @@
 //! 2-D principal components (centred, via the SVD of the data through its smaller Gram matrix),
-//! for the paper's Figure 2: a head's input tokens beside its output A V.
+//! for the paper's Figure 2: a head's input tokens beside its output A V; and how much of a point
+//! cloud's variance a grouping of its points explains (do tokens cluster by the sink that caught them?).
 
 use serde::Serialize;
 
@@ -89,9 +90,57 @@ pub fn pca2(x: &[f32], rows: usize, cols: usize) -> Pca2 {
     Pca2 { coords, explained, components: components.into_iter().map(|c| c.into_iter().map(|v| v as f32).collect()).collect() }
 }
 
+/// The share of the variance of the labelled rows of `x` ([rows, cols]) that lies between the
+/// groups' centroids (the correlation ratio η²): 1 when each row equals its group's centroid, about 0
+/// when the groups are random. Rows labelled `None` are left out. `None` when fewer than two groups
+/// have members, or the labelled rows do not vary.
+pub fn grouping(x: &[f32], cols: usize, labels: &[Option<usize>]) -> Option<f32> {
+    let rows: Vec<(usize, usize)> = labels.iter().enumerate().filter_map(|(i, l)| l.map(|g| (i, g))).filter(|&(i, _)| (i + 1) * cols <= x.len()).collect();
+    let mut groups: Vec<usize> = rows.iter().map(|&(_, g)| g).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    if groups.len() < 2 {
+        return None;
+    }
+    let row = |i: usize| &x[i * cols..(i + 1) * cols];
+    let mut mean = vec![0.0f64; cols];
+    let mut centroids = vec![vec![0.0f64; cols]; groups.len()];
+    let mut counts = vec![0usize; groups.len()];
+    for &(i, g) in &rows {
+        let gi = groups.binary_search(&g).ok()?;
+        counts[gi] += 1;
+        for (k, &v) in row(i).iter().enumerate() {
+            mean[k] += v as f64;
+            centroids[gi][k] += v as f64;
+        }
+    }
+    let n = rows.len() as f64;
+    mean.iter_mut().for_each(|m| *m /= n);
+    for (c, &m) in centroids.iter_mut().zip(&counts) {
+        c.iter_mut().for_each(|v| *v /= m as f64);
+    }
+    let total: f64 = rows.iter().map(|&(i, _)| row(i).iter().zip(&mean).map(|(&v, m)| (v as f64 - m).powi(2)).sum::<f64>()).sum();
+    let between: f64 = centroids.iter().zip(&counts).map(|(c, &m)| m as f64 * c.iter().zip(&mean).map(|(a, b)| (a - b).powi(2)).sum::<f64>()).sum();
+    (total > 0.0).then(|| (between / total).clamp(0.0, 1.0) as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouping_measures_clusters() {
+        // two tight clusters far apart: nearly all variance is between the groups
+        let x = [0.0, 0.0, 0.1, 0.0, 10.0, 10.0, 10.1, 10.0, 5.0, 5.0];
+        let l = [Some(0), Some(0), Some(4), Some(4), None];
+        assert!(grouping(&x, 2, &l).unwrap() > 0.999);
+        // the same points with labels that cut across the clusters: almost nothing explained
+        let l2 = [Some(0), Some(4), Some(0), Some(4), None];
+        assert!(grouping(&x, 2, &l2).unwrap() < 0.01);
+        // one group only, or no variance: no answer
+        assert_eq!(grouping(&x, 2, &[Some(0), Some(0), None, None, None]), None);
+        assert_eq!(grouping(&[1.0, 1.0, 1.0, 1.0], 2, &[Some(0), Some(1)]), None);
+    }
 
     #[test]
     fn recovers_a_dominant_direction_and_is_orthonormal() {

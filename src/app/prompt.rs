@@ -64,20 +64,45 @@ pub fn render_chat(template: &str, user: &str) -> Result<String, PromptError> {
 
 /// Token ids for `text` in `format`.
 pub fn encode(tok: &Tokenizer, text: &str, format: PromptFormat) -> Result<Vec<u32>, PromptError> {
-    if text.is_empty() {
+    encode_marked(tok, text, format).map(|e| e.ids)
+}
+
+/// Token ids, and for each token whether it comes from the user's text (`true`) or from the format
+/// (a BOS, the chat template's markers and system message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<u32>,
+    pub from_user: Vec<bool>,
+}
+
+/// [`encode`], marking which tokens the user typed. A prompt of only whitespace is empty (as in
+/// the CLI).
+pub fn encode_marked(tok: &Tokenizer, text: &str, format: PromptFormat) -> Result<Encoded, PromptError> {
+    if text.trim().is_empty() {
         return Err(PromptError::Empty);
     }
     Ok(match format {
-        PromptFormat::Raw => tok.encode(text)?,
+        PromptFormat::Raw => {
+            let ids = tok.encode(text)?;
+            Encoded { from_user: vec![true; ids.len()], ids }
+        }
         PromptFormat::Bos => {
             let bos = tok.document_start_id().ok_or(PromptError::NoBos)?;
             let mut ids = vec![bos];
             ids.extend(tok.encode(text)?);
-            ids
+            let mut from_user = vec![true; ids.len()];
+            from_user[0] = false;
+            Encoded { ids, from_user }
         }
         PromptFormat::Chat => {
             let template = tok.chat_template.as_deref().ok_or(PromptError::UnsupportedTemplate)?;
-            tok.encode(&render_chat(template, text)?)?
+            let rendered = render_chat(template, text)?;
+            // The user's text sits right after the last "user\n" marker of the rendered prompt.
+            let start = rendered.rfind("<|im_start|>user\n").map(|i| i + "<|im_start|>user\n".len()).unwrap_or(0);
+            let end = start + text.len();
+            let (ids, offsets) = tok.encode_with_offsets(&rendered)?;
+            let from_user = offsets.iter().map(|&(a, b)| a < end && b > start).collect();
+            Encoded { ids, from_user }
         }
     })
 }

@@ -1,19 +1,25 @@
 //! Layer 6 (wasm only): the Web Worker that runs the model, and its message protocol.
 //!
-//! The page (www/app.js) sends JSON requests; the worker answers with JSON plus transferable
-//! pixel buffers. Everything heavy happens here, off the page's thread:
+//! The page (www/app.js) posts plain JavaScript objects; the worker answers with objects plus
+//! transferable pixel buffers. Both directions go through `serde-wasm-bindgen`, so NaN and
+//! infinities arrive as the numbers they are (JSON would turn them into `null`). Everything heavy
+//! happens here, off the page's thread:
 //! * `init`: fetch the model with progress (kept in Cache Storage for the next visit), pick the
-//!   backend (WebGPU when an adapter exists and not overridden, else the CPU), build the session;
+//!   backend (a hardware WebGPU adapter when there is one and the link does not say otherwise, else
+//!   the CPU), build the session. Sent again to switch backends without restarting the worker;
 //! * `decode`: turn a URL fragment into a view state (with notices for malformed links);
 //! * `update`: compute a frame; requests that arrive while one is computed replace each other, so
 //!   only the newest is computed next (stale ones are never computed);
+//! * `export`: the current view as SVG (the page rasterises it for PNG) or the analysis as JSON.
 //!
-//! No panic is allowed to cross into JavaScript silently: a panic hook reports it as a `fatal`
-//! message (the page then restarts the worker, on the CPU if the GPU was lost).
+//! No panic crosses into JavaScript silently: a panic hook reports it as a `fatal` message of kind
+//! `panic`; a lost GPU device (the device's lost callback, or the test hook) is kind `device-lost`,
+//! after which the page restarts the worker on the CPU.
 
 mod fetch;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8ClampedArray};
 use serde::{Deserialize, Serialize};
@@ -23,20 +29,24 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::app::draw::Bitmap;
 use crate::app::lab::Lab;
-use crate::app::session::{Frame, Session};
+use crate::app::plot::Style;
+use crate::app::session::{self, Frame, Session, UpdateOptions};
 use crate::app::state::{Backend, ViewState};
-use crate::app;
+use crate::app::{self, export};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Request {
     Init { model_url: String, backend: Option<Backend> },
     Decode { fragment: String },
-    Update { seq: u64, state: ViewState },
+    Update { seq: u64, state: ViewState, #[serde(default)] opts: UpdateOptions },
+    Export { state: ViewState, kind: ExportKind },
     /// Test hook: destroy the GPU device, as a driver reset or a lost GPU would.
     LoseDevice,
+    /// Test hook: the next frame carries NaN and infinities in its numbers.
+    Poison,
     /// The Lab: show the current state (the pre-trained checkpoint at first).
-    LabShow,
+    LabShow { #[serde(default)] projector: bool },
     /// Train (from a fresh initialisation with `seed` if the checkpoint is shown).
     LabStart { seed: u64 },
     LabPause,
@@ -44,24 +54,37 @@ enum Request {
     LabReset { seed: u64 },
 }
 
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum ExportKind {
+    Svg,
+    Json,
+}
+
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Reply<'a> {
+    Alive,
     Progress { loaded: f64, total: f64, cached: bool },
-    Ready { backend: &'a str, adapter: String, load_ms: f64, n_layers: usize, n_heads: usize, fallback: Option<String> },
+    Ready { backend: &'a str, adapter: String, load_ms: f64, n_layers: usize, n_heads: usize, model: String, fallback: Option<String> },
     Decoded { state: ViewState, notices: Vec<String> },
+    Export { kind: &'a str, name: String, text: String, width: u32, height: u32 },
     Error { seq: Option<u64>, message: String, retry: bool },
+    Fatal { kind: &'a str, message: String },
 }
 
 struct Worker {
     session: Option<Session>,
+    /// Bumped by each `init`: a session taken out before it is not put back after it.
+    generation: u64,
     backend: &'static str,
-    #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
     gpu: Option<burn::tensor::wgpu::WgpuSetup>,
     /// The newest update not yet computed.
-    pending: Option<(u64, ViewState)>,
+    pending: Option<(u64, ViewState, UpdateOptions)>,
     busy: bool,
+    poison: bool,
     lab: Option<Lab>,
+    lab_style: Style,
     /// Training is wanted (Start pressed, not paused or reset since).
     lab_running: bool,
     /// The training loop is scheduled (it holds the Lab while it computes).
@@ -71,16 +94,21 @@ struct Worker {
 thread_local! {
     static WORKER: RefCell<Worker> = RefCell::new(Worker {
         session: None,
+        generation: 0,
         backend: "cpu",
-        #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
         gpu: None,
         pending: None,
         busy: false,
+        poison: false,
         lab: None,
+        lab_style: Style::default(),
         lab_running: false,
         lab_loop: false,
     });
 }
+
+/// Set by the GPU device's lost callback (or the test hook): errors after it mean a lost device.
+static DEVICE_LOST: AtomicBool = AtomicBool::new(false);
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -95,29 +123,32 @@ pub fn now_ms() -> f64 {
         .unwrap_or_else(js_sys::Date::now)
 }
 
-fn post_json<T: Serialize>(value: &T) {
-    match serde_json::to_string(value) {
-        Ok(json) => {
-            let msg = Object::new();
-            let _ = Reflect::set(&msg, &"json".into(), &json.into());
-            let _ = scope().post_message(&msg);
+/// A value as a JavaScript object (NaN kept, `None` as `null`, maps as plain objects).
+fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, String> {
+    let ser = serde_wasm_bindgen::Serializer::new().serialize_missing_as_null(true).serialize_maps_as_objects(true);
+    value.serialize(&ser).map_err(|e| e.to_string())
+}
+
+fn post<T: Serialize + ?Sized>(value: &T) {
+    match to_js(value) {
+        Ok(v) => {
+            let _ = scope().post_message(&v);
         }
         Err(e) => web_sys::console::error_1(&format!("cannot encode a reply: {e}").into()),
     }
 }
 
 fn post_error(seq: Option<u64>, message: String, retry: bool) {
-    post_json(&Reply::Error { seq, message, retry });
+    post(&Reply::Error { seq, message, retry });
 }
 
-/// Send a reply with bitmaps: JSON, the pixels as transferable buffers, and optional values.
-fn post_with_bitmaps<T: Serialize>(kind: &'static str, key: &'static str, value: &T, bitmaps: &[(String, Bitmap)], heat: &[f32], seq: Option<u64>) {
+/// Send a reply with bitmaps: the value, the pixels as transferable buffers, and optional values.
+fn post_with_bitmaps<T: Serialize>(kind: &'static str, value: &T, bitmaps: &[(String, Bitmap)], heat: &[f32]) {
     let names: Vec<(&str, usize, usize)> = bitmaps.iter().map(|(n, b)| (n.as_str(), b.width, b.height)).collect();
-    let mut doc = serde_json::json!({"type": kind, "bitmaps": names});
-    match serde_json::to_value(value) {
-        Ok(v) => doc[key] = v,
-        Err(e) => return post_error(seq, format!("cannot encode a {kind}: {e}"), false),
-    }
+    let (body, names) = match (to_js(value), to_js(&names)) {
+        (Ok(b), Ok(n)) => (b, n),
+        (Err(e), _) | (_, Err(e)) => return post_error(None, format!("cannot encode a {kind}: {e}"), false),
+    };
     let msg = Object::new();
     let transfer = Array::new();
     let pixels = Array::new();
@@ -130,7 +161,9 @@ fn post_with_bitmaps<T: Serialize>(kind: &'static str, key: &'static str, value:
     let values = Float32Array::new_with_length(heat.len() as u32);
     values.copy_from(heat);
     transfer.push(&values.buffer());
-    let _ = Reflect::set(&msg, &"json".into(), &doc.to_string().into());
+    let _ = Reflect::set(&msg, &"type".into(), &kind.into());
+    let _ = Reflect::set(&msg, &kind.into(), &body);
+    let _ = Reflect::set(&msg, &"bitmaps".into(), &names);
     let _ = Reflect::set(&msg, &"pixels".into(), &pixels);
     let _ = Reflect::set(&msg, &"heat".into(), &values);
     if let Err(e) = scope().post_message_with_transfer(&msg, &transfer) {
@@ -138,8 +171,36 @@ fn post_with_bitmaps<T: Serialize>(kind: &'static str, key: &'static str, value:
     }
 }
 
+/// Test hook: put NaN and infinities where the page prints numbers.
+fn poison(frame: &mut Frame) {
+    if let Some(t) = frame.tokens.first_mut() {
+        t.alpha = f32::NAN;
+    }
+    if let Some(s) = frame.summary.as_mut() {
+        s.avg_sinks = f32::INFINITY;
+        s.sink_rate_overall = f32::NAN;
+    }
+    if let Some(h) = frame.head.as_mut() {
+        h.variance_explained = f32::NAN;
+        h.alpha.iter_mut().for_each(|a| *a = f32::NEG_INFINITY);
+    }
+    if let Some(n) = frame.top_next.first_mut() {
+        n.prob = f32::NAN;
+    }
+    if let Some(g) = frame.grid.as_mut() {
+        g.values.iter_mut().for_each(|v| *v = Some(f32::NAN));
+    }
+    frame.heat_values.iter_mut().take(1).for_each(|v| *v = f32::INFINITY);
+}
+
 fn post_frame(frame: &Frame) {
-    post_with_bitmaps("frame", "frame", frame, &frame.bitmaps, &frame.heat_values, Some(frame.seq));
+    post_with_bitmaps("frame", frame, &frame.bitmaps, &frame.heat_values);
+}
+
+/// Whether an error message describes a GPU device that is gone.
+fn is_device_loss(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    DEVICE_LOST.load(Ordering::SeqCst) || m.contains("device lost") || m.contains("devicelost") || m.contains("device is lost") || m.contains("device was lost")
 }
 
 /// Entry point of the worker binary.
@@ -151,23 +212,17 @@ pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         let message = format!("internal error: {info}");
         web_sys::console::error_1(&message.clone().into());
-        let msg = Object::new();
-        let json = serde_json::json!({"type": "fatal", "message": message}).to_string();
-        let _ = Reflect::set(&msg, &"json".into(), &json.into());
-        let _ = scope().post_message(&msg);
+        let on_gpu = WORKER.try_with(|w| w.try_borrow().map(|w| w.backend == "webgpu").unwrap_or(false)).unwrap_or(false);
+        let kind = if on_gpu && is_device_loss(&message) { "device-lost" } else { "panic" };
+        post(&Reply::Fatal { kind, message });
     }));
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-        let Some(text) = ev.data().as_string() else {
-            return post_error(None, "the worker received a message that is not text".into(), false);
-        };
-        match serde_json::from_str::<Request>(&text) {
-            Ok(req) => handle(req),
-            Err(e) => post_error(None, format!("the worker received a malformed request: {e}"), false),
-        }
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
+        Ok(req) => handle(req),
+        Err(e) => post_error(None, format!("the worker received a malformed request: {e}"), false),
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    post_json(&serde_json::json!({"type": "alive"}));
+    post(&Reply::Alive);
 }
 
 fn handle(req: Request) {
@@ -175,36 +230,46 @@ fn handle(req: Request) {
         Request::Init { model_url, backend } => wasm_bindgen_futures::spawn_local(init(model_url, backend)),
         Request::Decode { fragment } => {
             let (state, notices) = ViewState::from_fragment(&fragment);
-            post_json(&Reply::Decoded { state, notices });
+            post(&Reply::Decoded { state, notices });
         }
-        Request::Update { seq, state } => {
+        Request::Update { seq, state, opts } => {
             let start = WORKER.with_borrow_mut(|w| {
-                w.pending = Some((seq, state));
+                w.pending = Some((seq, state, opts));
                 let start = !w.busy && w.session.is_some();
-                if start {
-                    w.busy = true;
-                }
+                w.busy |= start;
                 start
             });
             if start {
                 wasm_bindgen_futures::spawn_local(run_pending());
             }
         }
-        Request::LabShow => {
-            if !WORKER.with_borrow(|w| w.lab_loop) {
-                wasm_bindgen_futures::spawn_local(lab_post());
+        Request::Export { state, kind } => wasm_bindgen_futures::spawn_local(export_view(state, kind)),
+        Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
+        Request::LoseDevice => WORKER.with_borrow(|w| {
+            if let Some(setup) = &w.gpu {
+                DEVICE_LOST.store(true, Ordering::SeqCst);
+                setup.device.destroy();
             }
+        }),
+        lab => handle_lab(lab),
+    }
+}
+
+fn handle_lab(req: Request) {
+    let spawn_post = |idle: bool| {
+        if idle {
+            wasm_bindgen_futures::spawn_local(lab_post());
         }
+    };
+    match req {
+        Request::LabShow { projector } => spawn_post(WORKER.with_borrow_mut(|w| {
+            w.lab_style = if projector { Style::PROJECTOR } else { Style::default() };
+            !w.lab_loop
+        })),
         Request::LabStart { seed } => {
             let start = WORKER.with_borrow_mut(|w| {
-                if !w.lab_loop {
-                    let fresh = match &w.lab {
-                        None => true,
-                        Some(l) => l.source == "checkpoint" || l.trainer.done(),
-                    };
-                    if fresh {
-                        w.lab = Some(Lab::fresh(seed));
-                    }
+                if !w.lab_loop && w.lab.as_ref().is_none_or(|l| l.source == "checkpoint" || l.trainer.done()) {
+                    w.lab = Some(Lab::fresh(seed));
                 }
                 w.lab_running = true;
                 let start = !w.lab_loop;
@@ -215,34 +280,32 @@ fn handle(req: Request) {
                 wasm_bindgen_futures::spawn_local(lab_loop());
             }
         }
-        Request::LabPause => {
-            let idle = WORKER.with_borrow_mut(|w| {
-                w.lab_running = false;
-                !w.lab_loop
-            });
-            if idle {
-                wasm_bindgen_futures::spawn_local(lab_post());
-            }
-        }
-        Request::LabReset { seed } => {
-            let idle = WORKER.with_borrow_mut(|w| {
-                w.lab_running = false;
-                w.lab = Some(Lab::fresh(seed));
-                !w.lab_loop
-            });
-            if idle {
-                wasm_bindgen_futures::spawn_local(lab_post());
-            }
-        }
-        Request::LoseDevice => {
-            #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
-            WORKER.with_borrow(|w| {
-                if let Some(setup) = &w.gpu {
-                    setup.device.destroy();
-                }
-            });
-        }
+        Request::LabPause => spawn_post(WORKER.with_borrow_mut(|w| {
+            w.lab_running = false;
+            !w.lab_loop
+        })),
+        Request::LabReset { seed } => spawn_post(WORKER.with_borrow_mut(|w| {
+            w.lab_running = false;
+            w.lab = Some(Lab::fresh(seed));
+            !w.lab_loop
+        })),
+        _ => {}
     }
+}
+
+/// Take the session out while it computes (no RefCell borrow may span an await), with the
+/// generation it belongs to.
+fn take_session() -> Option<(Session, u64)> {
+    WORKER.with_borrow_mut(|w| w.session.take().map(|s| (s, w.generation)))
+}
+
+/// Put a session back, unless a newer `init` replaced it meanwhile.
+fn return_session(session: Session, generation: u64) {
+    WORKER.with_borrow_mut(|w| {
+        if w.generation == generation {
+            w.session = Some(session);
+        }
+    });
 }
 
 /// Yield to the event loop so that queued messages are seen (the newest update wins).
@@ -257,16 +320,19 @@ async fn run_pending() {
     loop {
         yield_now().await;
         let next = WORKER.with_borrow_mut(|w| w.pending.take());
-        let Some((seq, state)) = next else { break };
-        // The session is taken out while it computes, so no RefCell borrow spans an await.
-        let Some(mut session) = WORKER.with_borrow_mut(|w| w.session.take()) else { break };
-        let result = session.update(seq, &state, &now_ms).await;
-        WORKER.with_borrow_mut(|w| w.session = Some(session));
+        let Some((seq, state, opts)) = next else { break };
+        let Some((mut session, generation)) = take_session() else { break };
+        let result = session.update(seq, &state, opts, &now_ms).await;
+        return_session(session, generation);
         match result {
-            Ok(frame) => post_frame(&frame),
-            // On the GPU a device error means the device is gone: the page restarts on the CPU.
-            Err(crate::model::ModelError::Device(e)) if WORKER.with_borrow(|w| w.backend) == "webgpu" => {
-                post_json(&serde_json::json!({"type": "fatal", "message": format!("the GPU device was lost ({e})")}));
+            Ok(mut frame) => {
+                if WORKER.with_borrow_mut(|w| std::mem::take(&mut w.poison)) {
+                    poison(&mut frame);
+                }
+                post_frame(&frame);
+            }
+            Err(e) if WORKER.with_borrow(|w| w.backend) == "webgpu" && is_device_loss(&e.to_string()) => {
+                post(&Reply::Fatal { kind: "device-lost", message: format!("the GPU device was lost ({e})") });
                 break;
             }
             Err(e) => post_error(Some(seq), e.to_string(), true),
@@ -275,42 +341,122 @@ async fn run_pending() {
     WORKER.with_borrow_mut(|w| w.busy = false);
 }
 
-/// Pick the device: WebGPU unless the CPU is asked for or no adapter exists.
+/// The Lab's figures as one SVG, or its numbers as JSON (the schema of `sinkscope toy train --json`).
+async fn export_lab(state: &ViewState, kind: ExportKind) -> Result<Reply<'static>, String> {
+    let lab = lab_take()?;
+    let style = if state.projector { Style::PROJECTOR } else { Style::default() };
+    let frame = lab.frame(&burn::prelude::Device::flex(), &style).await;
+    let json = serde_json::json!({"config": lab.trainer.cfg, "losses": frame.losses, "verdict": frame.verdict, "thresholds": {
+        "min_catch": frame.thresholds[0], "min_release": frame.thresholds[1], "max_relative_error": frame.thresholds[2]}});
+    WORKER.with_borrow_mut(|w| {
+        if w.lab.is_none() {
+            w.lab = Some(lab);
+        }
+    });
+    let name = |ext: &str| format!("sinkscope_lab_seed{}_epoch{}.{ext}", frame.seed, frame.epoch);
+    Ok(match kind {
+        ExportKind::Json => Reply::Export { kind: "json", name: name("json"), text: json.to_string(), width: 0, height: 0 },
+        ExportKind::Svg => {
+            let figs: Vec<&crate::app::plot::Figure> = frame.figures.iter().collect();
+            let fig = crate::app::plot::compose("lab", &figs, 1400);
+            Reply::Export { kind: "svg", name: name("svg"), text: fig.svg, width: fig.width, height: fig.height }
+        }
+    })
+}
+
+/// The current view as one SVG figure, or the analysis as JSON, with a file name.
+async fn export_view(state: ViewState, kind: ExportKind) {
+    if state.view == crate::app::state::View::Lab {
+        return match export_lab(&state, kind).await {
+            Ok(r) => post(&r),
+            Err(e) => post_error(None, format!("export failed: {e}"), false),
+        };
+    }
+    let Some((mut session, generation)) = take_session() else {
+        return post_error(None, "the model is busy or not loaded yet; try again".into(), false);
+    };
+    let name = |ext: &str| export::file_name(&session.model_name, state.layer, state.head, state.view.name(), &state.prompt, ext);
+    let reply = match kind {
+        ExportKind::Json => session.analysis_json(&state).await.map(|doc| Reply::Export { kind: "json", name: name("json"), text: doc.to_string(), width: 0, height: 0 }),
+        ExportKind::Svg => {
+            let opts = UpdateOptions { export: true, ..Default::default() };
+            session.update(0, &state, opts, &now_ms).await.map_err(|e| e.to_string()).map(|frame| {
+                let fig = session::export_figure(&frame);
+                Reply::Export { kind: "svg", name: name("svg"), text: fig.svg, width: fig.width, height: fig.height }
+            })
+        }
+    };
+    return_session(session, generation);
+    match reply {
+        Ok(r) => post(&r),
+        Err(e) => post_error(None, format!("export failed: {e}"), false),
+    }
+}
+
+/// What a software adapter looks like: WebGPU's fallback flag, or SwiftShader by name.
+async fn software_adapter() -> Option<String> {
+    let gpu = Reflect::get(&js_sys::global(), &"navigator".into()).ok().and_then(|n| Reflect::get(&n, &"gpu".into()).ok()).filter(|g| !g.is_undefined())?;
+    let request = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+    let promise = request.call0(&gpu).ok()?.dyn_into::<js_sys::Promise>().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
+    let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| !i.is_undefined()).unwrap_or(JsValue::NULL);
+    let flag = |o: &JsValue| Reflect::get(o, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
+    let text = |k: &str| Reflect::get(&info, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
+    let desc = format!("{} {} {}", text("vendor"), text("architecture"), text("description"));
+    (flag(&adapter) || flag(&info) || desc.to_ascii_lowercase().contains("swiftshader")).then(|| desc.trim().to_string())
+}
+
+/// Pick the device: WebGPU on a hardware adapter unless the CPU is asked for; a software adapter
+/// (SwiftShader, far slower than the CPU path) only when WebGPU is asked for by name.
 async fn choose_device(backend: Option<Backend>) -> (burn::prelude::Device, &'static str, String, Option<String>) {
-    #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
-    if backend != Some(Backend::Cpu) {
-        match burn::prelude::Device::wgpu_options().init_with_setup_async().await {
-            Ok((device, setup)) => {
-                let info = setup.adapter.get_info();
-                let adapter = format!("{} ({:?})", info.name, info.backend);
-                WORKER.with_borrow_mut(|w| w.gpu = Some(setup));
-                return (device, "webgpu", adapter, None);
-            }
-            Err(e) => {
-                let detail = e.to_string();
-                let reason = if detail.contains("no adapters") || detail.contains("No suitable graphics adapter") {
-                    "this browser offers no WebGPU adapter".to_string()
-                } else {
-                    detail.chars().take(120).collect()
-                };
-                web_sys::console::warn_1(&format!("WebGPU initialisation failed: {detail}").into());
-                let why = format!("WebGPU is not available here ({reason}); running on the CPU.");
-                return (burn::prelude::Device::flex(), "cpu", "wasm CPU (burn flex)".into(), Some(why));
-            }
+    let cpu = || burn::prelude::Device::flex();
+    if backend == Some(Backend::Cpu) {
+        return (cpu(), "cpu", "wasm CPU (burn flex)".into(), None);
+    }
+    if backend.is_none() {
+        if let Some(desc) = software_adapter().await {
+            let why = format!(
+                "This browser offers only a software WebGPU adapter ({desc}), which is much slower than the CPU path; running on the CPU. Choose WebGPU in the Backend menu to use it anyway."
+            );
+            return (cpu(), "cpu", "wasm CPU (burn flex)".into(), Some(why));
         }
     }
-    let _ = backend;
-    (burn::prelude::Device::flex(), "cpu", "wasm CPU (burn flex)".into(), None)
+    match burn::prelude::Device::wgpu_options().init_with_setup_async().await {
+        Ok((device, setup)) => {
+            let info = setup.adapter.get_info();
+            let adapter = format!("{} ({:?})", info.name, info.backend);
+            DEVICE_LOST.store(false, Ordering::SeqCst);
+            setup.device.set_device_lost_callback(|_, _| DEVICE_LOST.store(true, Ordering::SeqCst));
+            WORKER.with_borrow_mut(|w| w.gpu = Some(setup));
+            (device, "webgpu", adapter, None)
+        }
+        Err(e) => {
+            let detail = e.to_string();
+            let reason = if detail.contains("no adapters") || detail.contains("No suitable graphics adapter") {
+                "this browser offers no WebGPU adapter".to_string()
+            } else {
+                detail.chars().take(120).collect()
+            };
+            web_sys::console::warn_1(&format!("WebGPU initialisation failed: {detail}").into());
+            (cpu(), "cpu", "wasm CPU (burn flex)".into(), Some(format!("WebGPU is not available here ({reason}); running on the CPU.")))
+        }
+    }
 }
 
 async fn init(model_url: String, backend: Option<Backend>) {
     let t0 = now_ms();
-    let bytes = match fetch::fetch_cached(&model_url, |loaded, total, cached| post_json(&Reply::Progress { loaded, total, cached })).await {
+    // A backend switch: the old session (and its device) goes first, so two models never coexist.
+    WORKER.with_borrow_mut(|w| {
+        w.session = None;
+        w.gpu = None;
+        w.generation += 1;
+    });
+    let bytes = match fetch::fetch_cached(&model_url, |loaded, total, cached| post(&Reply::Progress { loaded, total, cached })).await {
         Ok(b) => b,
         Err(e) => return post_error(None, e, true),
     };
     let (device, name, adapter, fallback) = choose_device(backend).await;
-    let (tok, engine) = match app::load(&bytes, &device) {
+    let loaded = match app::load(&bytes, &device) {
         Ok(x) => x,
         Err(e) => {
             // A bad file must not stay in the cache, or every visit would fail the same way.
@@ -319,18 +465,17 @@ async fn init(model_url: String, backend: Option<Backend>) {
         }
     };
     drop(bytes);
-    let session = Session::new(tok, engine);
+    let model = loaded.name.clone();
+    let session = loaded.into_session();
     let (n_layers, n_heads) = (session.n_layers(), session.n_heads());
     let start = WORKER.with_borrow_mut(|w| {
         w.session = Some(session);
         w.backend = name;
         let start = !w.busy && w.pending.is_some();
-        if start {
-            w.busy = true;
-        }
+        w.busy |= start;
         start
     });
-    post_json(&Reply::Ready { backend: name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, fallback });
+    post(&Reply::Ready { backend: name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, model, fallback });
     if start {
         run_pending().await;
     }
@@ -352,14 +497,15 @@ async fn lab_post() {
         Ok(l) => l,
         Err(e) => return post_error(None, e, false),
     };
+    let style = WORKER.with_borrow(|w| w.lab_style);
     lab.running = WORKER.with_borrow(|w| w.lab_running && w.lab_loop);
-    let frame = lab.frame(&burn::prelude::Device::flex()).await;
+    let frame = lab.frame(&burn::prelude::Device::flex(), &style).await;
     WORKER.with_borrow_mut(|w| {
         if w.lab.is_none() {
             w.lab = Some(lab);
         }
     });
-    post_with_bitmaps("lab", "lab", &frame, &frame.bitmaps, &[], None);
+    post_with_bitmaps("lab", &frame, &[], &[]);
 }
 
 /// Train while the Lab is running, posting a picture every few batches and yielding between so
@@ -383,7 +529,8 @@ async fn lab_loop() {
             lab.trainer.step(&device).await;
         }
         lab.running = !lab.trainer.done();
-        let frame = lab.frame(&device).await;
+        let style = WORKER.with_borrow(|w| w.lab_style);
+        let frame = lab.frame(&device, &style).await;
         // A reset that arrived meanwhile put a fresh Lab in place: it wins over this run.
         let reset = WORKER.with_borrow_mut(|w| {
             if w.lab.is_none() {
@@ -394,7 +541,7 @@ async fn lab_loop() {
             }
         });
         if !reset {
-            post_with_bitmaps("lab", "lab", &frame, &frame.bitmaps, &[], None);
+            post_with_bitmaps("lab", &frame, &[], &[]);
         }
     }
     WORKER.with_borrow_mut(|w| {

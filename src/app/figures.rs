@@ -1,0 +1,268 @@
+//! The figures of each view, from analysis results: what is plotted, with which titles, axis names,
+//! legends and text alternatives. Drawing itself is [`super::plot`].
+
+use super::draw::{self, sink_colour, UNCAUGHT};
+use super::plot::{self, fmt_sig, BarsSpec, ColourBar, Figure, LinesSpec, MatrixSpec, ScatterSpec, Style};
+use super::state::Scale;
+use super::tokens::TokenLabel;
+use crate::analysis::catch::MIN_CATCH_SHARE;
+use crate::analysis::heads::{Fig3, EXPLAINED_BINS, SINK_BINS};
+use crate::analysis::release::Massive;
+use crate::analysis::{Cloud, HeadView};
+
+/// Token labels as shown in figures: `i “text”`, trimmed.
+pub fn short(labels: &[TokenLabel], i: usize) -> String {
+    let t = labels.get(i).map(|l| l.text.as_str()).unwrap_or("?");
+    plot::label_text(t, 12)
+}
+
+fn quoted(labels: &[TokenLabel], i: usize) -> String {
+    format!("{i} “{}”", short(labels, i))
+}
+
+/// Each token's colour: the rank of the sink that caught it, grey when none did.
+pub fn caught_colours(view: &HeadView) -> Vec<[u8; 3]> {
+    view.catch
+        .top_sink
+        .iter()
+        .map(|s| s.and_then(|s| view.tags.sinks.iter().position(|&x| x == s)).map_or(UNCAUGHT, sink_colour))
+        .collect()
+}
+
+/// Legend of [`caught_colours`], with how many tokens each sink caught.
+pub fn caught_legend(view: &HeadView, labels: &[TokenLabel]) -> Vec<(String, [u8; 3])> {
+    let mut out: Vec<(String, [u8; 3])> = view
+        .catch
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, (s, qs))| (format!("caught by {} ({})", quoted(labels, *s), qs.len()), sink_colour(i)))
+        .collect();
+    let free = view.catch.top_sink.iter().filter(|s| s.is_none()).count();
+    out.push((format!("not caught: no sink holds ≥ {:.0}% ({free})", 100.0 * MIN_CATCH_SHARE), UNCAUGHT));
+    out
+}
+
+fn cloud_figure(name: &str, title: &str, cloud: &Cloud, colours: &[[u8; 3]], legend: &[(String, [u8; 3])], st: &Style) -> Figure {
+    let e = cloud.pca.explained;
+    let grouping = cloud.grouping.map(|g| format!("; the sink groups explain {:.0}% of its variance", 100.0 * g)).unwrap_or_default();
+    plot::scatter(
+        &ScatterSpec {
+            name,
+            title,
+            x_desc: &format!("PC1 ({:.0}% of variance)", 100.0 * e[0]),
+            y_desc: &format!("PC2 ({:.0}%)", 100.0 * e[1]),
+            points: &cloud.pca.coords,
+            colors: colours,
+            background: Some(UNCAUGHT),
+            legend,
+            alt: format!("{title}: {} tokens on their first two principal components ({:.0}% and {:.0}% of the variance){grouping}.", cloud.pca.coords.len(), 100.0 * e[0], 100.0 * e[1]),
+        },
+        st,
+    )
+}
+
+/// The Tags view: the head's input and output (the paper's Figure 2), and the tags' cosines.
+pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec<Figure> {
+    let colours = caught_colours(view);
+    let legend = caught_legend(view, labels);
+    let mut out = Vec::new();
+    match &view.input {
+        Some(c) => out.push(cloud_figure("pca_in", "Head input (residual stream, RMS-normalised)", c, &colours, &legend, st)),
+        None => out.push(plot::empty("pca_in", "Head input", "the residual stream was not recorded", st)),
+    }
+    out.push(cloud_figure("pca_out", "Head output A·V", &view.output, &colours, &legend, st));
+    let s = &view.tags.sinks;
+    if s.len() >= 2 {
+        let names: Vec<String> = s.iter().map(|&k| quoted(labels, k)).collect();
+        let values: Vec<Option<f32>> = view.tags.tag_cosine.iter().flatten().map(|&v| Some(v)).collect();
+        let pairs: Vec<String> = (0..s.len()).flat_map(|i| (i + 1..s.len()).map(move |j| (i, j))).map(|(i, j)| format!("{} and {}: {}", names[i], names[j], fmt_sig(view.tags.tag_cosine[i][j]))).collect();
+        out.push(plot::matrix(
+            &MatrixSpec {
+                name: "tag_cosine",
+                title: "Cosine between the tags (value vectors)",
+                x_desc: "sink",
+                y_desc: "sink",
+                rows: s.len(),
+                cols: s.len(),
+                values: &values,
+                row_labels: &names,
+                col_labels: &names,
+                marks: &[],
+                numbers: true,
+                colour: &|v| draw::diverging(v),
+                masked: draw::MASKED,
+                bar: Some(ColourBar { title: "cosine", lo: -1.0, hi: 1.0, lo_text: None, map: &|v| draw::diverging(v) }),
+                max_px: 60.0 * s.len().min(6) as f32,
+                alt: format!("Cosines between the tags of the {} sinks: {}.", s.len(), pairs.join("; ")),
+            },
+            st,
+        ));
+    } else {
+        let why = if s.is_empty() { format!("no sink at eps = {eps}: no tags") } else { "one sink, one tag: nothing to compare".into() };
+        out.push(plot::empty("tag_cosine", "Cosine between the tags", &why, st));
+    }
+    out
+}
+
+/// The Release view: the strongest tag across later layers, and a later layer's PCA.
+pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec<Figure> {
+    let mut out = Vec::new();
+    if view.tags.sinks.is_empty() {
+        let msg = format!("layer {} head {} has no sink at eps = {eps}: it writes no tag", view.layer, view.head);
+        out.push(plot::empty("release_map", "The tag in later layers", &msg, st));
+        out.push(plot::empty("release_pca", "Tokens in a later layer", &msg, st));
+        return out;
+    }
+    let t = labels.len();
+    let col_labels: Vec<String> = (0..t).map(|i| short(labels, i)).collect();
+    let marks: Vec<(usize, [u8; 3])> = view.tags.sinks.iter().enumerate().map(|(i, &k)| (k, sink_colour(i))).collect();
+    match &view.release {
+        Some(rel) => {
+            let m = rel.cosine.iter().flatten().fold(0.0f32, |m, v| if v.is_finite() { m.max(v.abs()) } else { m }).max(1e-6);
+            let values: Vec<Option<f32>> = rel.cosine.iter().flatten().map(|&v| Some(v)).collect();
+            let rows: Vec<String> = rel.layers.iter().map(|l| format!("after L{l}")).collect();
+            let strongest = view.tags.sinks[0];
+            let mean_last = rel.cosine.last().map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32).unwrap_or(0.0);
+            out.push(plot::matrix(
+                &MatrixSpec {
+                    name: "release_map",
+                    title: &format!("Residual stream · tag of {}", quoted(labels, strongest)),
+                    x_desc: "token",
+                    y_desc: "layer (residual stream after it)",
+                    rows: rel.layers.len(),
+                    cols: t,
+                    values: &values,
+                    row_labels: &rows,
+                    col_labels: &col_labels,
+                    marks: &marks,
+                    numbers: false,
+                    colour: &|v| draw::diverging(v / m),
+                    masked: draw::MASKED,
+                    bar: Some(ColourBar { title: "cosine with the tag direction", lo: -m, hi: m, lo_text: None, map: &|v| draw::diverging(v / m) }),
+                    max_px: 420.0,
+                    alt: format!(
+                        "Cosine between each token's residual stream and the tag of the strongest sink {} (its value vector through W_O), after layers {} to {}; largest magnitude {}; mean over tokens after the last layer {}.",
+                        quoted(labels, strongest),
+                        rel.layers.first().unwrap_or(&0),
+                        rel.layers.last().unwrap_or(&0),
+                        fmt_sig(m),
+                        fmt_sig(mean_last)
+                    ),
+                },
+                st,
+            ));
+        }
+        None => out.push(plot::empty("release_map", "The tag in later layers", "the output matrix W_O is not available", st)),
+    }
+    match &view.later {
+        Some((ll, cloud)) => {
+            let colours = caught_colours(view);
+            let legend = caught_legend(view, labels);
+            out.push(cloud_figure("release_pca", &format!("Layer {ll} MLP input ({} layers later)", ll - view.layer), cloud, &colours, &legend, st));
+        }
+        None => out.push(plot::empty("release_pca", "Tokens in a later layer", "this is the last layer", st)),
+    }
+    out
+}
+
+/// The All-heads view: the paper's Figure 3 for this prompt, and massive activations.
+pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &[TokenLabel], highlight: &[usize], st: &Style) -> Vec<Figure> {
+    let sink_labels: Vec<String> = (0..SINK_BINS).map(|k| if k + 1 == SINK_BINS { format!("{k}+") } else { k.to_string() }).collect();
+    let hist = fig3.sinks_hist.iter().zip(&sink_labels).map(|(c, l)| format!("{l} sinks: {c} heads")).collect::<Vec<_>>().join(", ");
+    let mut out = vec![plot::bars(
+        &BarsSpec {
+            name: "hist_sinks",
+            title: &format!("Sinks per head (eps = {eps}) · mean {}", fmt_sig(fig3.avg_sinks)),
+            x_desc: "number of sinks",
+            y_desc: "heads",
+            labels: &sink_labels,
+            counts: &fig3.sinks_hist,
+            color: [0, 114, 178],
+            alt: format!("Histogram over {} heads of their number of sinks at eps {eps}: {hist}; {} on average.", fig3.n_heads, fmt_sig(fig3.avg_sinks)),
+        },
+        st,
+    )];
+    let bins: Vec<String> = (0..EXPLAINED_BINS).map(|b| format!("{:.1}", (b as f32 + 0.5) / EXPLAINED_BINS as f32)).collect();
+    out.push(plot::bars(
+        &BarsSpec {
+            name: "hist_explained",
+            title: &format!("Output explained by the tags · median {}", fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())),
+            x_desc: "||A V U Uᵀ|| / ||A V|| (bin centre)",
+            y_desc: "heads with sinks",
+            labels: &bins,
+            counts: &fig3.explained_hist,
+            color: [0, 158, 115],
+            alt: format!(
+                "Histogram over the {} heads with sinks of the share of their output that their tags explain, in tenths: {:?}; median {}.",
+                fig3.heads_with_sinks,
+                fig3.explained_hist,
+                fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())
+            ),
+        },
+        st,
+    ));
+    if !massive.is_empty() && !labels.is_empty() {
+        let t = labels.len();
+        let x0 = massive[0].0 as f32;
+        let mut series = Vec::with_capacity(t);
+        let mut rank = 0;
+        for i in 0..t {
+            let ys: Vec<f32> = massive.iter().map(|(_, m)| m.get(i).map_or(f32::NAN, |x| x.norm)).collect();
+            if highlight.contains(&i) {
+                series.push((format!("token {}", quoted(labels, i)), ys, sink_colour(rank), true));
+                rank += 1;
+            } else {
+                series.push((String::new(), ys, [175, 175, 185], false));
+            }
+        }
+        series.push(("other tokens".into(), Vec::new(), [175, 175, 185], false));
+        let last = &massive[massive.len() - 1];
+        let top = last.1.iter().enumerate().fold((0, 0.0f32), |b, (i, x)| if x.norm > b.1 { (i, x.norm) } else { b });
+        out.push(plot::lines(
+            &LinesSpec {
+                name: "massive",
+                title: "Residual-stream norm of each token",
+                x_desc: "layer (stream after it)",
+                y_desc: "norm (log scale)",
+                series,
+                x0,
+                log_y: true,
+                alt: format!("The norm of every token's residual stream after each layer (log scale); after the last layer the largest is token {} at {}.", quoted(labels, top.0), fmt_sig(top.1)),
+            },
+            st,
+        ));
+    }
+    out
+}
+
+/// The heatmap as a figure with labels and a colour bar (for export; on screen the page shows the
+/// raw bitmap with HTML labels).
+#[allow(clippy::too_many_arguments)]
+pub fn heatmap(values: &[Option<f32>], t: usize, labels: &[TokenLabel], marks: &[(usize, [u8; 3])], scale: Scale, drop_first: bool, layer: usize, head: usize, st: &Style) -> Figure {
+    let names: Vec<String> = (0..t).map(|i| short(labels, i)).collect();
+    let scaled = |v: f32| draw::viridis(draw::scale_value(v, scale));
+    // The bar runs over the colour axis [0, 1]; on the log scale its low end stands for 10^-4.
+    let lo_text = (scale == Scale::Log).then(|| "≤ 1e-4".to_string());
+    plot::matrix(
+        &MatrixSpec {
+            name: "heatmap",
+            title: &format!("Attention of layer {layer}, head {head}{}", if drop_first { " (rows renormalised without the first token)" } else { "" }),
+            x_desc: "key (attended-to token)",
+            y_desc: "query (attending token)",
+            rows: t,
+            cols: t,
+            values,
+            row_labels: &names,
+            col_labels: &names,
+            marks,
+            numbers: false,
+            colour: &scaled,
+            masked: draw::MASKED,
+            bar: Some(ColourBar { title: if scale == Scale::Log { "attention (log scale)" } else { "attention" }, lo: 0.0, hi: 1.0, lo_text, map: &draw::viridis }),
+            max_px: 640.0,
+            alt: format!("Attention pattern of layer {layer} head {head} over {t} tokens; sinks marked: {}.", marks.iter().map(|(k, _)| quoted(labels, *k)).collect::<Vec<_>>().join(", ")),
+        },
+        st,
+    )
+}
