@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the pinned web toolchain (idempotent). Usage: setup-tools.sh [--browser]
 #   always: wasm32 target, trunk 0.21.14, wasm-bindgen-cli 0.2.130, binaryen (wasm-opt) from npm
-#   --browser: also Debian's chromium + chromedriver and playwright-core (for the e2e tests)
+#   --browser: also Debian's chromium + chromedriver, playwright-core and axe-core (for the e2e tests)
 # See ../shared/RECIPES.md for why these exact versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   # not --locked: a locked dependency of this version is missing from the registry
   cargo install "wasm-bindgen-cli@$WASM_BINDGEN_VERSION"
 fi
-if [ ! -x tools/node_modules/.bin/wasm-opt ] || { [ "${1:-}" = "--browser" ] && [ ! -d tools/node_modules/playwright-core ]; }; then
+if [ ! -x tools/node_modules/.bin/wasm-opt ] || { [ "${1:-}" = "--browser" ] && { [ ! -d tools/node_modules/playwright-core ] || [ ! -f tools/node_modules/axe-core/axe.min.js ]; }; }; then
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/lib/chromium/chromium ]; then

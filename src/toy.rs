@@ -198,7 +198,8 @@ impl Weights {
         s
     }
 
-    /// The hand-built solution of the paper's Theorem 7.1 with tag scale `s_tag` (d >= 5).
+    /// A hand-built solution in the spirit of the paper's Theorem 7.1 (whose matrices are not public),
+    /// with tag scale `s_tag` (d >= 5).
     /// Residual channels: 0 value, 1 is_sep, 2 constant, 3 tag, 4 output.
     /// * Layer 1 (catch, tag): every query is s_tag·1, every key is is_sep, so a query that can see
     ///   [SEP] puts weight e^s / (e^s + others) on it; the value is is_sep, written to the tag channel.

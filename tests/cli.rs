@@ -69,3 +69,26 @@ fn clear_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn include_last_keeps_the_literal_definition() {
+    let m = model();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["analyze", "--model", m.as_str(), "--prompt", "The quick brown fox jumps over the lazy dog.", "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = sinkscope(&args);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let honest = json(&[]);
+    let literal = json(&["--include-last"]);
+    assert_eq!(honest["min_queries"], 3);
+    assert_eq!(literal["min_queries"], 1);
+    let counts = |d: &serde_json::Value| d["token_sink_heads"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect::<Vec<_>>();
+    let (h, l) = (counts(&honest), counts(&literal));
+    assert_eq!(&h[h.len() - 2..], &[0, 0], "the last two tokens are no sink candidates");
+    assert!(l[l.len() - 1] > 0, "literally, the last token's self-attention makes it a sink in some heads");
+    assert!(literal["avg_sinks"].as_f64().unwrap() > honest["avg_sinks"].as_f64().unwrap());
+    let (_, text, _) = sinkscope(&["analyze", "--model", m.as_str(), "--prompt", "The quick brown fox"]);
+    assert!(text.contains("not a sink candidate"), "{text}");
+}

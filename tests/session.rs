@@ -54,7 +54,8 @@ fn the_example_opens_on_a_two_sink_head_whose_periods_catch_sentences() {
         assert!(f.figure(name).is_some(), "{name}");
     }
     check_figures(&f);
-    assert!(f.figure("pca_out").unwrap().svg.contains("caught by 13"), "legend names the sinks");
+    let svg = &f.figure("pca_out").unwrap().svg;
+    assert!(svg.contains("caught by sink") && svg.contains("13 “.” (5)") && svg.contains("none ≥ 20%"), "the legend names the sinks and the uncaught");
 }
 
 #[test]
@@ -236,7 +237,9 @@ fn projector_mode_scales_the_figures() {
     let a = frame(&mut s, &ViewState::default());
     let b = frame(&mut s, &ViewState { projector: true, ..Default::default() });
     let (fa, fb) = (a.figure("pca_out").unwrap(), b.figure("pca_out").unwrap());
-    assert!(fb.width as f32 >= 1.5 * fa.width as f32);
+    let min_font = |svg: &str| svg.split("font-size=\"").skip(1).filter_map(|x| x.split('"').next()?.parse::<f32>().ok()).fold(f32::MAX, f32::min);
+    assert!(min_font(&fb.svg) >= 20.0 && min_font(&fb.svg) >= 1.6 * min_font(&fa.svg), "{} vs {}", min_font(&fb.svg), min_font(&fa.svg));
+    assert!(fb.width > fa.width && fb.width < 500, "two figures side by side still fit 1280 px: {}", fb.width);
     assert!(b.fragment.contains("pm=1"));
 }
 

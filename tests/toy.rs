@@ -1,4 +1,4 @@
-//! The minimal problem: data, the paper's Theorem 7.1 construction, gradients, and real training.
+//! The minimal problem: data, a construction in the spirit of the paper's Theorem 7.1, gradients, and real training.
 
 use burn::prelude::Device;
 use sinkscope::model::block_on;

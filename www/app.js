@@ -22,6 +22,7 @@ let gpuLostOnce = false;
 let firstVisit = false;    // no link fragment: pick a two-sink head on the first picture
 let slowTimer = null;
 let labShown = false;
+let dirty = false;         // the user edited the prompt or eps since the last update was sent
 const figureUrls = new Map(); // container id -> blob URLs to revoke
 
 const num = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
@@ -80,10 +81,15 @@ function startWorker() {
   ready = false;
   labShown = false;
   worker = new Worker("./sinkscope_loader.js", { type: "module" });
+  document.body.dataset.workers = Number(document.body.dataset.workers || 0) + 1; // for tests
   worker.onmessage = (ev) => onMessage(ev.data);
+  const mine = worker;
   worker.onerror = (ev) => {
     ev.preventDefault();
-    onFatal({ kind: "panic", message: ev.message || "the model worker stopped" });
+    // A panic in Rust posts its own message (with its text) before the wasm traps; the trap's
+    // error event can overtake it, so wait a moment for the better message.
+    if (mine.fatalSeen) return;
+    setTimeout(() => { if (!mine.fatalSeen && worker === mine) onFatal({ kind: "panic", message: ev.message || "the model worker stopped" }); }, 500);
   };
   showLoading("Starting the model worker…");
 }
@@ -141,6 +147,7 @@ function onMessage(msg) {
     }
     case "ready":
       ready = true;
+      document.body.dataset.loads = Number(document.body.dataset.loads || 0) + 1; // for tests
       backend = msg.backend;
       $("backend").textContent = msg.backend;
       $("backend").title = `${msg.adapter}; loaded in ${(msg.load_ms / 1000).toFixed(1)} s`;
@@ -173,6 +180,7 @@ function onMessage(msg) {
       drawLab(msg.lab);
       break;
     case "fatal":
+      if (worker) worker.fatalSeen = true;
       onFatal(msg);
       break;
   }
@@ -180,6 +188,8 @@ function onMessage(msg) {
 
 function update(opts = {}) {
   if (!ready || !state) return;
+  dirty = false;
+  clearTimeout(debounce);
   seq += 1;
   setStatus("working", "Analysing…");
   send({ type: "update", seq, state, opts });
@@ -198,7 +208,7 @@ function update(opts = {}) {
 }
 
 function applyStateToControls() {
-  $("prompt").value = state.prompt;
+  if (document.activeElement !== $("prompt") || $("prompt").value === "") $("prompt").value = state.prompt;
   $("format").value = state.format;
   $("eps").value = state.eps;
   $("eps-value").value = num(state.eps);
@@ -252,7 +262,10 @@ function draw(f, names, pixels, heatValues) {
   dropNotice("slow-gpu");
   frame = f;
   heat = heatValues;
+  // A frame answers the last request sent; edits typed since then (still in the debounce) stay.
+  const edits = dirty ? { prompt: state.prompt, eps: state.eps } : null;
   state = f.state;
+  if (edits) Object.assign(state, edits);
   if (location.hash !== `#${f.fragment}`) history.replaceState(null, "", `#${f.fragment}`);
   $("share-url").value = location.href;
   f.notices.forEach((n) => notice(n.text, n.key));
@@ -260,7 +273,6 @@ function draw(f, names, pixels, heatValues) {
   $("failure").hidden = true;
   $("hint").hidden = !f.hint;
   $("hint").textContent = f.hint || "";
-  if (document.activeElement !== $("prompt") && $("prompt").value !== f.state.prompt) $("prompt").value = f.state.prompt;
   applyStateToControls();
   const bitmaps = bitmapsByName(names, pixels);
   if (bitmaps.legend) putBitmap($("legend"), bitmaps.legend.w, bitmaps.legend.h, bitmaps.legend.px);
@@ -432,7 +444,8 @@ function drawFigures(id, figures, hint) {
   const box = $(id);
   (figureUrls.get(id) || []).forEach((u) => URL.revokeObjectURL(u));
   figureUrls.set(id, []);
-  if (!figures) {
+  if (!figures || figures.length === 0) {
+    box.replaceChildren();
     if (hint) {
       const p = document.createElement("p");
       p.className = "empty-state";
@@ -451,8 +464,7 @@ function drawFigures(id, figures, hint) {
     img.width = fig.width;
     img.height = fig.height;
     img.dataset.name = fig.name;
-    img.dataset.testid = `figure-${fig.name}`;
-    img.setAttribute("data-testid", `figure-${fig.name}`);
+    img.setAttribute("data-testid", fig.name.replace(/_/g, "-")); // e.g. pca-out, lab-loss
     img.addEventListener("mousemove", (ev) => hover(fig, img, ev));
     el.append(img);
     return el;
@@ -505,10 +517,12 @@ function hover(fig, img, ev) {
   }
 }
 
+let lastFocusStep = null;
 function drawTour(f) {
   const box = $("tour");
   const t = f.tour;
   box.hidden = !t;
+  if (!t) lastFocusStep = null;
   document.body.classList.toggle("touring", !!t);
   if (!t) return;
   $("tour-title").textContent = t.title;
@@ -519,6 +533,13 @@ function drawTour(f) {
   $("tour-count").textContent = `${t.step + 1} / ${t.steps}`;
   $("tour-back").disabled = t.step === 0;
   $("tour-next").textContent = t.step + 1 === t.steps ? "Finish" : "Next →";
+  if (t.focus && t.step !== lastFocusStep) {
+    lastFocusStep = t.step;
+    // bring the figure the step is about into view (once per step; the Lab's arrives later)
+    const show = () => document.querySelector(`img[data-name='${t.focus}']`)?.scrollIntoView({ block: "nearest" });
+    requestAnimationFrame(show);
+    setTimeout(show, 1500);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -636,6 +657,7 @@ function tourExit() {
 
 $("prompt").addEventListener("input", () => {
   state.prompt = $("prompt").value;
+  dirty = true;
   clearTimeout(debounce);
   debounce = setTimeout(update, DEBOUNCE_MS);
 });
@@ -648,6 +670,7 @@ $("prompt").addEventListener("paste", (ev) => {
 $("format").addEventListener("change", () => { state.format = $("format").value; update(); });
 $("eps").addEventListener("input", () => {
   state.eps = Number($("eps").value);
+  dirty = true;
   $("eps-value").value = num(state.eps);
   clearTimeout(debounce);
   debounce = setTimeout(update, 60);
@@ -776,6 +799,7 @@ function keepOfflineCopy() {
 // Test hooks (documented in the README): simulate a lost GPU device; send NaN and infinities.
 window.sinkscopeLoseDevice = () => send({ type: "lose-device" });
 window.sinkscopePoison = () => { send({ type: "poison" }); update(); };
+window.sinkscopePanic = () => send({ type: "panic" });
 
 firstVisit = location.hash.length <= 1;
 startWorker();

@@ -31,15 +31,10 @@ pub fn caught_colours(view: &HeadView) -> Vec<[u8; 3]> {
 
 /// Legend of [`caught_colours`], with how many tokens each sink caught.
 pub fn caught_legend(view: &HeadView, labels: &[TokenLabel]) -> Vec<(String, [u8; 3])> {
-    let mut out: Vec<(String, [u8; 3])> = view
-        .catch
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, (s, qs))| (format!("caught by {} ({})", quoted(labels, *s), qs.len()), sink_colour(i)))
-        .collect();
+    let mut out: Vec<(String, [u8; 3])> = vec![("caught by sink (tokens):".into(), plot::LEGEND_TEXT)];
+    out.extend(view.catch.spans.iter().enumerate().map(|(i, (s, qs))| (format!("{} ({})", quoted(labels, *s), qs.len()), sink_colour(i))));
     let free = view.catch.top_sink.iter().filter(|s| s.is_none()).count();
-    out.push((format!("not caught: no sink holds ≥ {:.0}% ({free})", 100.0 * MIN_CATCH_SHARE), UNCAUGHT));
+    out.push((format!("none ≥ {:.0}% ({free})", 100.0 * MIN_CATCH_SHARE), UNCAUGHT));
     out
 }
 
@@ -68,7 +63,7 @@ pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec
     let legend = caught_legend(view, labels);
     let mut out = Vec::new();
     match &view.input {
-        Some(c) => out.push(cloud_figure("pca_in", "Head input (residual stream, RMS-normalised)", c, &colours, &legend, st)),
+        Some(c) => out.push(cloud_figure("pca_in", "Head input (normalised residual)", c, &colours, &legend, st)),
         None => out.push(plot::empty("pca_in", "Head input", "the residual stream was not recorded", st)),
     }
     out.push(cloud_figure("pca_out", "Head output A·V", &view.output, &colours, &legend, st));
@@ -121,7 +116,7 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
         Some(rel) => {
             let m = rel.cosine.iter().flatten().fold(0.0f32, |m, v| if v.is_finite() { m.max(v.abs()) } else { m }).max(1e-6);
             let values: Vec<Option<f32>> = rel.cosine.iter().flatten().map(|&v| Some(v)).collect();
-            let rows: Vec<String> = rel.layers.iter().map(|l| format!("after L{l}")).collect();
+            let rows: Vec<String> = rel.layers.iter().map(|l| format!("L{l}")).collect();
             let strongest = view.tags.sinks[0];
             let mean_last = rel.cosine.last().map(|r| r.iter().sum::<f32>() / r.len().max(1) as f32).unwrap_or(0.0);
             out.push(plot::matrix(
@@ -129,7 +124,7 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
                     name: "release_map",
                     title: &format!("Residual stream · tag of {}", quoted(labels, strongest)),
                     x_desc: "token",
-                    y_desc: "layer (residual stream after it)",
+                    y_desc: "residual stream after layer",
                     rows: rel.layers.len(),
                     cols: t,
                     values: &values,
@@ -139,8 +134,8 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
                     numbers: false,
                     colour: &|v| draw::diverging(v / m),
                     masked: draw::MASKED,
-                    bar: Some(ColourBar { title: "cosine with the tag direction", lo: -m, hi: m, lo_text: None, map: &|v| draw::diverging(v / m) }),
-                    max_px: 420.0,
+                    bar: Some(ColourBar { title: "cosine with the tag", lo: -m, hi: m, lo_text: None, map: &|v| draw::diverging(v / m) }),
+                    max_px: 330.0,
                     alt: format!(
                         "Cosine between each token's residual stream and the tag of the strongest sink {} (its value vector through W_O), after layers {} to {}; largest magnitude {}; mean over tokens after the last layer {}.",
                         quoted(labels, strongest),
@@ -177,20 +172,23 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
             x_desc: "number of sinks",
             y_desc: "heads",
             labels: &sink_labels,
+            edges: false,
             counts: &fig3.sinks_hist,
             color: [0, 114, 178],
             alt: format!("Histogram over {} heads of their number of sinks at eps {eps}: {hist}; {} on average.", fig3.n_heads, fmt_sig(fig3.avg_sinks)),
         },
         st,
     )];
-    let bins: Vec<String> = (0..EXPLAINED_BINS).map(|b| format!("{:.1}", (b as f32 + 0.5) / EXPLAINED_BINS as f32)).collect();
+    // bin edges 0, 0.1, ..., 1, every other one labelled
+    let bins: Vec<String> = (0..=EXPLAINED_BINS).map(|b| if b % 2 == 0 { plot::fmt_sig(b as f32 / EXPLAINED_BINS as f32) } else { String::new() }).collect();
     out.push(plot::bars(
         &BarsSpec {
             name: "hist_explained",
             title: &format!("Output explained by the tags · median {}", fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())),
-            x_desc: "||A V U Uᵀ|| / ||A V|| (bin centre)",
+            x_desc: "||A V U Uᵀ|| / ||A V||",
             y_desc: "heads with sinks",
             labels: &bins,
+            edges: true,
             counts: &fig3.explained_hist,
             color: [0, 158, 115],
             alt: format!(

@@ -36,34 +36,41 @@ pub struct Figure {
     pub hit: Hit,
 }
 
-/// Sizes: every length and font of a figure is multiplied by `scale` (1 on screen; larger in
-/// projector mode so that labels stay readable from the back of a room).
+/// Sizes: the plotting geometry is multiplied by `scale`, text and the room it needs (labels,
+/// legends, titles) by `text` (both 1 on screen). Projector mode enlarges text more than geometry,
+/// so that labels are readable from the back of a room and two figures still fit side by side.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Style {
     pub scale: f32,
+    pub text: f32,
 }
 
 impl Default for Style {
     fn default() -> Self {
-        Self { scale: 1.0 }
+        Self { scale: 1.0, text: 1.0 }
     }
 }
 
 impl Style {
-    pub const PROJECTOR: Style = Style { scale: 1.6 };
+    pub const PROJECTOR: Style = Style { scale: 1.15, text: 1.7 };
+    /// A length of the plotting geometry.
     fn px(&self, v: f32) -> i32 {
         (v * self.scale).round() as i32
+    }
+    /// A length that holds text (label areas, legend rows, offsets).
+    fn t(&self, v: f32) -> i32 {
+        (v * self.text).round() as i32
     }
     fn size(&self, w: f32, h: f32) -> (u32, u32) {
         ((w * self.scale).round() as u32, (h * self.scale).round() as u32)
     }
     /// Font in SVG pixels (plotters writes `size / 1.24` as the SVG font-size).
     fn font(&self, px: f32) -> TextStyle<'static> {
-        TextStyle::from(("sans-serif", (px * self.scale * 1.24) as f64).into_font()).color(&TEXT)
+        TextStyle::from(("sans-serif", (px * self.text * 1.24) as f64).into_font()).color(&TEXT)
     }
     /// Font size of tick labels, in SVG pixels.
     pub fn label_px(&self) -> f32 {
-        13.0 * self.scale
+        13.0 * self.text
     }
 }
 
@@ -116,39 +123,61 @@ fn svg(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<(), Box<dyn std::error
 
 fn title(area: &Area, st: &Style, text: &str) -> Result<(), Box<dyn std::error::Error>> {
     let (w, _) = area.dim_in_pixel();
-    area.draw_text(&label_text(text, 90), &st.font(15.0).pos(Pos::new(HPos::Center, VPos::Top)), (w as i32 / 2, st.px(6.0)))?;
+    // A long title shrinks to fit the figure's width, down to the size of the tick labels; beyond
+    // that it is shortened.
+    let fits = |px: f32, n: usize| n as f32 * px * 0.58 <= w as f32 - 12.0;
+    let label = 12.0 * st.text;
+    let mut text = label_text(text, 90);
+    let n = text.chars().count().max(1);
+    let px = (15.0 * st.text).min((w as f32 - 12.0) / (n as f32 * 0.58)).max(label);
+    if !fits(px, n) {
+        let keep = ((w as f32 - 12.0) / (px * 0.58)) as usize;
+        text = label_text(&text, keep.max(4));
+    }
+    let font = TextStyle::from(("sans-serif", (px * 1.24) as f64).into_font()).color(&TEXT);
+    area.draw_text(&text, &font.pos(Pos::new(HPos::Center, VPos::Top)), (w as i32 / 2, st.t(6.0)))?;
     Ok(())
 }
 
 /// A row of legend entries (disc + text) starting at (x, y); wraps at `max_x`. Returns the y below.
 fn legend_row(area: &Area, st: &Style, entries: &[(String, [u8; 3])], x: i32, y: i32, max_x: i32) -> Result<i32, Box<dyn std::error::Error>> {
     let font = st.font(12.0);
-    let fpx = 12.0 * st.scale;
     let (mut cx, mut cy) = (x, y);
-    let line = st.px(18.0);
+    let line = st.t(18.0);
     for (text, c) in entries {
         let text = label_text(text, 48);
-        let w = st.px(16.0) + text_width(&text, fpx) + st.px(14.0);
+        let w = entry_width(st, &text, *c);
         if cx > x && cx + w > max_x {
             cx = x;
             cy += line;
         }
-        area.draw(&Circle::new((cx + st.px(6.0), cy + line / 2), st.px(5.0), rgb(*c).filled()))?;
-        area.draw(&Circle::new((cx + st.px(6.0), cy + line / 2), st.px(5.0), ShapeStyle::from(&RGBColor(40, 40, 40)).stroke_width(1)))?;
-        area.draw_text(&text, &font.pos(Pos::new(HPos::Left, VPos::Center)), (cx + st.px(16.0), cy + line / 2))?;
+        if *c == LEGEND_TEXT {
+            area.draw_text(&text, &font.pos(Pos::new(HPos::Left, VPos::Center)), (cx, cy + line / 2))?;
+        } else {
+            area.draw(&Circle::new((cx + st.t(6.0), cy + line / 2), st.t(5.0), rgb(*c).filled()))?;
+            area.draw(&Circle::new((cx + st.t(6.0), cy + line / 2), st.t(5.0), ShapeStyle::from(&RGBColor(40, 40, 40)).stroke_width(1)))?;
+            area.draw_text(&text, &font.pos(Pos::new(HPos::Left, VPos::Center)), (cx + st.t(16.0), cy + line / 2))?;
+        }
         cx += w;
     }
     Ok(cy + line)
 }
 
+/// A legend "colour" that marks an entry as plain text (a lead such as "caught by:"), no disc.
+pub const LEGEND_TEXT: [u8; 3] = [1, 2, 3];
+
+fn entry_width(st: &Style, text: &str, c: [u8; 3]) -> i32 {
+    let disc = if c == LEGEND_TEXT { 0 } else { st.t(16.0) };
+    disc + text_width(text, 12.0 * st.text) + st.t(12.0)
+}
+
 /// How many legend rows `entries` need in a figure `width` wide (same layout as [`legend_row`]).
 fn legend_rows(st: &Style, entries: &[(String, [u8; 3])], width: i32) -> i32 {
-    let fpx = 12.0 * st.scale;
-    let (mut cx, mut rows) = (st.px(10.0), 1);
-    for (text, _) in entries {
-        let w = st.px(16.0) + text_width(&label_text(text, 48), fpx) + st.px(14.0);
-        if cx > st.px(10.0) && cx + w > width - st.px(10.0) {
-            cx = st.px(10.0);
+    let (mut cx, mut rows) = (st.t(10.0), 1);
+    for (text, c) in entries {
+        let w = entry_width(st, &label_text(text, 48), *c);
+        if cx > st.t(10.0) && cx + w > width - st.t(10.0) {
+            cx = st.t(10.0);
             rows += 1;
         }
         cx += w;
@@ -186,7 +215,7 @@ pub struct ScatterSpec<'a> {
 /// A scatter plot with axes, axis titles and a legend underneath.
 pub fn scatter(spec: &ScatterSpec, st: &Style) -> Figure {
     let (w, h0) = st.size(380.0, 380.0);
-    let legend_h = legend_rows(st, spec.legend, w as i32) * st.px(18.0) + st.px(6.0);
+    let legend_h = legend_rows(st, spec.legend, w as i32) * st.t(18.0) + st.t(6.0);
     let h = h0 + legend_h as u32;
     let (xlo, xhi) = padded(spec.points.iter().map(|p| p[0]));
     let (ylo, yhi) = padded(spec.points.iter().map(|p| p[1]));
@@ -195,10 +224,10 @@ pub fn scatter(spec: &ScatterSpec, st: &Style) -> Figure {
         title(root, st, spec.title)?;
         let (plot_area, legend_area) = root.split_vertically(h0);
         let mut chart = ChartBuilder::on(&plot_area)
-            .margin_top(st.px(30.0))
-            .margin_right(st.px(14.0))
-            .x_label_area_size(st.px(44.0))
-            .y_label_area_size(st.px(56.0))
+            .margin_top(st.t(30.0))
+            .margin_right(st.t(14.0))
+            .x_label_area_size(st.t(44.0))
+            .y_label_area_size(st.t(56.0))
             .build_cartesian_2d(xlo..xhi, ylo..yhi)?;
         chart
             .configure_mesh()
@@ -223,7 +252,7 @@ pub fn scatter(spec: &ScatterSpec, st: &Style) -> Figure {
             chart.draw_series(std::iter::once(Circle::new((p[0], p[1]), r, ShapeStyle::from(&RGBColor(40, 40, 40)).stroke_width(1))))?;
         }
         px = spec.points.iter().map(|p| chart.backend_coord(&(p[0], p[1]))).map(|(x, y)| [x as f32, y as f32]).collect();
-        legend_row(&legend_area, st, spec.legend, st.px(10.0), 0, w as i32 - st.px(10.0))?;
+        legend_row(&legend_area, st, spec.legend, st.t(10.0), 0, w as i32 - st.t(10.0))?;
         Ok(())
     });
     Figure { name: spec.name.into(), width: w, height: h, svg, alt: spec.alt.clone(), hit: Hit::Points { px } }
@@ -234,8 +263,10 @@ pub struct BarsSpec<'a> {
     pub title: &'a str,
     pub x_desc: &'a str,
     pub y_desc: &'a str,
-    /// Label of each bar (under it).
+    /// Label of each bar (under it), or with `edges`, of each bin edge (one more than bars; empty
+    /// strings are skipped).
     pub labels: &'a [String],
+    pub edges: bool,
     pub counts: &'a [usize],
     pub color: [u8; 3],
     pub alt: String,
@@ -249,12 +280,12 @@ pub fn bars(spec: &BarsSpec, st: &Style) -> Figure {
     let svg = svg(w, h, |root| {
         title(root, st, spec.title)?;
         let mut chart = ChartBuilder::on(root)
-            .margin_top(st.px(30.0))
-            .margin_right(st.px(14.0))
-            .x_label_area_size(st.px(44.0))
-            .y_label_area_size(st.px(52.0))
+            .margin_top(st.t(30.0))
+            .margin_right(st.t(14.0))
+            .x_label_area_size(st.t(44.0))
+            .y_label_area_size(st.t(52.0))
             .build_cartesian_2d(0f32..n as f32, 0f32..ymax)?;
-        let labels = spec.labels;
+        let (labels, edges) = (spec.labels, spec.edges);
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -267,8 +298,8 @@ pub fn bars(spec: &BarsSpec, st: &Style) -> Figure {
             .x_desc(spec.x_desc)
             .y_desc(spec.y_desc)
             .x_label_formatter(&|v| {
-                // a label at each bar's centre, nothing at its edges
-                let c = v - 0.5;
+                // a label at each bar's centre (or at each edge), nothing elsewhere
+                let c = if edges { *v } else { v - 0.5 };
                 if (c - c.round()).abs() < 1e-3 && c >= -1e-3 {
                     labels.get(c.round() as usize).cloned().unwrap_or_default()
                 } else {
@@ -281,7 +312,7 @@ pub fn bars(spec: &BarsSpec, st: &Style) -> Figure {
             let x = i as f32;
             chart.draw_series(std::iter::once(Rectangle::new([(x + 0.12, 0.0), (x + 0.88, c as f32)], rgb(spec.color).filled())))?;
             let (tx, ty) = chart.backend_coord(&(x + 0.5, c as f32));
-            root.draw_text(&c.to_string(), &st.font(12.0).pos(Pos::new(HPos::Center, VPos::Bottom)), (tx, ty - st.px(3.0)))?;
+            root.draw_text(&c.to_string(), &st.font(12.0).pos(Pos::new(HPos::Center, VPos::Bottom)), (tx, ty - st.t(3.0)))?;
         }
         Ok(())
     });
@@ -304,7 +335,7 @@ pub struct LinesSpec<'a> {
 pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
     let (w, h0) = st.size(420.0, 280.0);
     let legend: Vec<(String, [u8; 3])> = spec.series.iter().filter(|s| !s.0.is_empty()).map(|s| (s.0.clone(), s.2)).collect();
-    let legend_h = if legend.is_empty() { 0 } else { legend_rows(st, &legend, w as i32) * st.px(18.0) + st.px(6.0) };
+    let legend_h = if legend.is_empty() { 0 } else { legend_rows(st, &legend, w as i32) * st.t(18.0) + st.t(6.0) };
     let h = h0 + legend_h as u32;
     let n = spec.series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(2);
     let tf = |v: f32| if spec.log_y { v.max(1e-12).log10() } else { v };
@@ -314,10 +345,10 @@ pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
         let (plot_area, legend_area) = root.split_vertically(h0);
         let x1 = spec.x0 + (n - 1) as f32;
         let mut chart = ChartBuilder::on(&plot_area)
-            .margin_top(st.px(30.0))
-            .margin_right(st.px(16.0))
-            .x_label_area_size(st.px(44.0))
-            .y_label_area_size(st.px(60.0))
+            .margin_top(st.t(30.0))
+            .margin_right(st.t(16.0))
+            .x_label_area_size(st.t(44.0))
+            .y_label_area_size(st.t(60.0))
             .build_cartesian_2d(spec.x0..x1.max(spec.x0 + 1.0), ylo..yhi)?;
         let log_y = spec.log_y;
         chart
@@ -331,7 +362,7 @@ pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
             .x_desc(spec.x_desc)
             .y_desc(spec.y_desc)
             .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-3 { format!("{:.0}", v) } else { String::new() })
-            .y_label_formatter(&|v| if log_y { format!("{}", fmt_sig(10f32.powf(*v))) } else { fmt_sig(*v) })
+            .y_label_formatter(&|v| if log_y { fmt_log(10f32.powf(*v)) } else { fmt_sig(*v) })
             .draw()?;
         // thin series first, emphasised ones on top
         let mut order: Vec<&(String, Vec<f32>, [u8; 3], bool)> = spec.series.iter().collect();
@@ -343,11 +374,20 @@ pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
             chart.draw_series(LineSeries::new(pts, ShapeStyle::from(&rgb(*c)).stroke_width(width)))?;
         }
         if !legend.is_empty() {
-            legend_row(&legend_area, st, &legend, st.px(10.0), 0, w as i32 - st.px(10.0))?;
+            legend_row(&legend_area, st, &legend, st.t(10.0), 0, w as i32 - st.t(10.0))?;
         }
         Ok(())
     });
     Figure { name: spec.name.into(), width: w, height: h, svg, alt: spec.alt.clone(), hit: Hit::None }
+}
+
+/// A tick label of a log axis: plain between 0.01 and 10^4, else `1e-6` style.
+fn fmt_log(v: f32) -> String {
+    if (0.0099..10_001.0).contains(&v) {
+        fmt_sig(v)
+    } else {
+        format!("{v:.0e}")
+    }
 }
 
 /// A number with about three significant digits.
@@ -408,15 +448,15 @@ fn label_stride(cell: f32, font_px: f32) -> usize {
 /// A matrix of coloured cells with row and column labels (column labels vertical), optional
 /// column marks and a colour bar: heatmaps, the release map, the tags' cosines, the Lab's maps.
 pub fn matrix(spec: &MatrixSpec, st: &Style) -> Figure {
-    let font_px = 12.0 * st.scale;
+    let font_px = 12.0 * st.text;
     let longest = |ls: &[String]| ls.iter().map(|l| label_text(l, 14).chars().count()).max().unwrap_or(1);
-    let left = (text_width("M", font_px) * longest(spec.row_labels) as i32 + st.px(12.0)).max(st.px(30.0)) + st.px(20.0);
-    let bottom = (text_width("M", font_px) * longest(spec.col_labels) as i32 + st.px(12.0)).max(st.px(24.0)) + st.px(22.0);
-    let top = st.px(if spec.marks.is_empty() { 32.0 } else { 44.0 });
-    let bar_h = if spec.bar.is_some() { st.px(52.0) } else { 0 };
+    let left = (text_width("M", font_px) * longest(spec.row_labels) as i32 + st.t(12.0)).max(st.t(30.0)) + st.t(20.0);
+    let bottom = (text_width("M", font_px) * longest(spec.col_labels) as i32 + st.t(12.0)).max(st.t(24.0)) + st.t(22.0);
+    let top = st.t(if spec.marks.is_empty() { 32.0 } else { 44.0 });
+    let bar_h = if spec.bar.is_some() { st.t(52.0) } else { 0 };
     let cell = (spec.max_px * st.scale / spec.rows.max(spec.cols).max(1) as f32).clamp(1.0, 48.0 * st.scale);
     let (gw, gh) = ((cell * spec.cols as f32).ceil() as i32, (cell * spec.rows as f32).ceil() as i32);
-    let w = (left + gw + st.px(16.0)).max(st.px(260.0)) as u32;
+    let w = (left + gw + st.t(16.0)).max(st.t(260.0)) as u32;
     let h = (top + gh + bottom + bar_h) as u32;
     let (x0, y0) = (left, top);
     let svg = svg(w, h, |root| {
@@ -445,25 +485,25 @@ pub fn matrix(spec: &MatrixSpec, st: &Style) -> Figure {
         let stride = label_stride(cell, font_px);
         for (r, l) in spec.row_labels.iter().enumerate().filter(|(r, _)| r % stride == 0) {
             let y = y0 + ((r as f32 + 0.5) * cell) as i32;
-            root.draw_text(&label_text(l, 14), &lfont.pos(Pos::new(HPos::Right, VPos::Center)), (x0 - st.px(5.0), y))?;
+            root.draw_text(&label_text(l, 14), &lfont.pos(Pos::new(HPos::Right, VPos::Center)), (x0 - st.t(5.0), y))?;
         }
         let vfont = lfont.transform(FontTransform::Rotate90);
         for (c, l) in spec.col_labels.iter().enumerate().filter(|(c, _)| c % stride == 0) {
             let x = x0 + ((c as f32 + 0.5) * cell) as i32;
             // rotated a quarter turn clockwise: the text runs downwards from just under the matrix
-            root.draw_text(&label_text(l, 14), &vfont.pos(Pos::new(HPos::Left, VPos::Center)), (x, y0 + gh + st.px(5.0)))?;
+            root.draw_text(&label_text(l, 14), &vfont.pos(Pos::new(HPos::Left, VPos::Center)), (x, y0 + gh + st.t(5.0)))?;
         }
         for &(c, colour) in spec.marks {
             let x = x0 + ((c as f32 + 0.5) * cell) as i32;
             let s = st.px(7.0);
-            root.draw(&Polygon::new(vec![(x - s, y0 - s - st.px(4.0)), (x + s, y0 - s - st.px(4.0)), (x, y0 - st.px(3.0))], rgb(colour).filled()))?;
-            root.draw(&PathElement::new(vec![(x - s, y0 - s - st.px(4.0)), (x + s, y0 - s - st.px(4.0)), (x, y0 - st.px(3.0)), (x - s, y0 - s - st.px(4.0))], ShapeStyle::from(&TEXT).stroke_width(1)))?;
+            root.draw(&Polygon::new(vec![(x - s, y0 - s - st.t(4.0)), (x + s, y0 - s - st.t(4.0)), (x, y0 - st.t(3.0))], rgb(colour).filled()))?;
+            root.draw(&PathElement::new(vec![(x - s, y0 - s - st.t(4.0)), (x + s, y0 - s - st.t(4.0)), (x, y0 - st.t(3.0)), (x - s, y0 - s - st.t(4.0))], ShapeStyle::from(&TEXT).stroke_width(1)))?;
         }
         let afont = st.font(13.0);
-        root.draw_text(spec.y_desc, &afont.transform(FontTransform::Rotate270).pos(Pos::new(HPos::Center, VPos::Top)), (st.px(4.0), y0 + gh / 2))?;
-        root.draw_text(spec.x_desc, &afont.pos(Pos::new(HPos::Center, VPos::Bottom)), (x0 + gw / 2, y0 + gh + bottom - st.px(2.0)))?;
+        root.draw_text(spec.y_desc, &afont.transform(FontTransform::Rotate270).pos(Pos::new(HPos::Center, VPos::Top)), (st.t(4.0), y0 + gh / 2))?;
+        root.draw_text(spec.x_desc, &afont.pos(Pos::new(HPos::Center, VPos::Bottom)), (x0 + gw / 2, y0 + gh + bottom - st.t(2.0)))?;
         if let Some(bar) = &spec.bar {
-            colour_bar(root, st, bar, (x0, y0 + gh + bottom + st.px(8.0)), gw.max(st.px(200.0)).min(w as i32 - x0 - st.px(8.0)))?;
+            colour_bar(root, st, bar, (x0, y0 + gh + bottom + st.t(8.0)), gw.max(st.t(200.0)).min(w as i32 - x0 - st.t(8.0)))?;
         }
         Ok(())
     });
@@ -472,7 +512,7 @@ pub fn matrix(spec: &MatrixSpec, st: &Style) -> Figure {
 }
 
 fn colour_bar(root: &Area, st: &Style, bar: &ColourBar, (x, y): (i32, i32), width: i32) -> Result<(), Box<dyn std::error::Error>> {
-    let h = st.px(12.0);
+    let h = st.t(12.0);
     let steps = 64;
     for i in 0..steps {
         let t = i as f32 / (steps - 1) as f32;
@@ -483,9 +523,9 @@ fn colour_bar(root: &Area, st: &Style, bar: &ColourBar, (x, y): (i32, i32), widt
     root.draw(&Rectangle::new([(x, y), (x + width, y + h)], ShapeStyle::from(&MUTED).stroke_width(1)))?;
     let f = st.font(12.0);
     let lo = bar.lo_text.clone().unwrap_or_else(|| fmt_sig(bar.lo));
-    root.draw_text(&lo, &f.pos(Pos::new(HPos::Left, VPos::Top)), (x, y + h + st.px(3.0)))?;
-    root.draw_text(&fmt_sig(bar.hi), &f.pos(Pos::new(HPos::Right, VPos::Top)), (x + width, y + h + st.px(3.0)))?;
-    root.draw_text(bar.title, &f.pos(Pos::new(HPos::Center, VPos::Top)), (x + width / 2, y + h + st.px(3.0)))?;
+    root.draw_text(&lo, &f.pos(Pos::new(HPos::Left, VPos::Top)), (x, y + h + st.t(3.0)))?;
+    root.draw_text(&fmt_sig(bar.hi), &f.pos(Pos::new(HPos::Right, VPos::Top)), (x + width, y + h + st.t(3.0)))?;
+    root.draw_text(bar.title, &f.pos(Pos::new(HPos::Center, VPos::Top)), (x + width / 2, y + h + st.t(3.0)))?;
     Ok(())
 }
 
@@ -494,7 +534,7 @@ pub fn empty(name: &str, title_text: &str, message: &str, st: &Style) -> Figure 
     let (w, h) = st.size(380.0, 160.0);
     let svg = svg(w, h, |root| {
         title(root, st, title_text)?;
-        root.draw_text(&label_text(message, 120), &st.font(13.0).color(&MUTED).pos(Pos::new(HPos::Center, VPos::Center)), (w as i32 / 2, h as i32 / 2 + st.px(8.0)))?;
+        root.draw_text(&label_text(message, 120), &st.font(13.0).color(&MUTED).pos(Pos::new(HPos::Center, VPos::Center)), (w as i32 / 2, h as i32 / 2 + st.t(8.0)))?;
         Ok(())
     });
     Figure { name: name.into(), width: w, height: h, svg, alt: format!("{title_text}: {message}"), hit: Hit::None }
@@ -555,7 +595,7 @@ mod tests {
     #[test]
     fn bars_lines_matrix_and_empty_render() {
         let st = Style::PROJECTOR;
-        let b = bars(&BarsSpec { name: "h", title: "t", x_desc: "sinks", y_desc: "heads", labels: &["0".into(), "1".into()], counts: &[3, 7], color: [0, 114, 178], alt: String::new() }, &st);
+        let b = bars(&BarsSpec { name: "h", title: "t", x_desc: "sinks", y_desc: "heads", labels: &["0".into(), "1".into()], edges: false, counts: &[3, 7], color: [0, 114, 178], alt: String::new() }, &st);
         well_formed(&b.svg);
         assert!(b.svg.contains("\n7\n</text>") && b.svg.contains("\n3\n</text>"), "counts written on the bars: {}", b.svg);
         let l = lines(

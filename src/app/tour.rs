@@ -29,17 +29,19 @@ pub struct Step {
     pub view: View,
     pub pick: Pick,
     pub eps: f32,
+    /// The figure the step is about (the page scrolls it into view).
+    pub focus: Option<&'static str>,
 }
 
 pub const STEPS: [Step; TOUR_STEPS] = [
-    Step { title: "The first token is a sink", view: View::Heatmap, pick: Pick::FirstToken, eps: EPS_PAPER },
-    Step { title: "Other sinks catch spans", view: View::Heatmap, pick: Pick::TwoSink, eps: EPS_PAPER },
-    Step { title: "Catch and tag: the head's output clusters by sink", view: View::Tags, pick: Pick::TwoSink, eps: EPS_PAPER },
-    Step { title: "How many sinks do heads have?", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER },
-    Step { title: "Release: later layers still see the tags", view: View::Release, pick: Pick::TwoSink, eps: EPS_PAPER },
-    Step { title: "Massive activations on the sink", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER },
-    Step { title: "It depends on the threshold eps", view: View::Heads, pick: Pick::Keep, eps: EPS_GU },
-    Step { title: "Watch a sink being born", view: View::Lab, pick: Pick::Keep, eps: EPS_PAPER },
+    Step { title: "The first token is a sink", view: View::Heatmap, pick: Pick::FirstToken, eps: EPS_PAPER, focus: None },
+    Step { title: "Other sinks catch spans", view: View::Heatmap, pick: Pick::TwoSink, eps: EPS_PAPER, focus: None },
+    Step { title: "Catch and tag: the head's output clusters by sink", view: View::Tags, pick: Pick::TwoSink, eps: EPS_PAPER, focus: Some("pca_out") },
+    Step { title: "How many sinks do heads have?", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("hist_sinks") },
+    Step { title: "Release: later layers still see the tags", view: View::Release, pick: Pick::TwoSink, eps: EPS_PAPER, focus: Some("release_map") },
+    Step { title: "Massive activations on the sink", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("massive") },
+    Step { title: "It depends on the threshold eps", view: View::Heads, pick: Pick::Keep, eps: EPS_GU, focus: Some("hist_sinks") },
+    Step { title: "Watch a sink being born", view: View::Lab, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("lab_attn1") },
 ];
 
 /// What the captions are written from.
@@ -69,6 +71,8 @@ pub struct TourFrame {
     pub steps: usize,
     pub title: String,
     pub caption: String,
+    /// The figure the step is about.
+    pub focus: Option<String>,
 }
 
 fn tok(c: &Context, i: usize) -> String {
@@ -175,9 +179,9 @@ pub fn caption(step: usize, c: &Context) -> TourFrame {
         4 => match c.view {
             Some(v) if sinks.len() >= 2 => match (&v.later, v.tag_grouping) {
                 (Some((ll, later)), [before, Some(after)]) => {
-                    let kept = if after >= 0.5 { "still separates the sink groups" } else { "no longer separates the sink groups well" };
+                    let kept = if after >= 0.5 { "still separate" } else { "no longer clearly separate" };
                     format!(
-                        "The head writes its tags into the residual stream, where later layers can pick tokens out by tag. {} layers later, at layer {ll}'s MLP input, the stream along the tag directions {kept}: they explain {} of its variance there, against {} in the head's input, before the tags were written. In the whole stream the groups explain {} (the right plot): the tag is a small part of a large vector, but a readable one.",
+                        "The head adds its tags to the residual stream, where later layers can pick tokens out by tag. At layer {ll} ({} layers on), along the tag directions the sink groups {kept}: they explain {} of the variance there, {} before the head. In the whole stream (right) they explain {}: a small part of a large vector, but readable.",
                         ll - c.layer,
                         pct(after),
                         before.map(pct).unwrap_or_else(|| "–".into()),
@@ -219,5 +223,5 @@ pub fn caption(step: usize, c: &Context) -> TourFrame {
         }
         _ => "The paper's toy problem (its Figure 7): a two-layer attention-only model must average the numbers after [SEP]. Press Start to train one here; in about half of the seeds it finds the catch, tag and release solution — [SEP] becomes a sink in layer 1.".into(),
     };
-    TourFrame { step: step.min(TOUR_STEPS - 1), steps: TOUR_STEPS, title: format!("{}. {}", step.min(TOUR_STEPS - 1) + 1, s.title), caption }
+    TourFrame { step: step.min(TOUR_STEPS - 1), steps: TOUR_STEPS, title: format!("{}. {}", step.min(TOUR_STEPS - 1) + 1, s.title), caption, focus: s.focus.map(str::to_string) }
 }

@@ -45,6 +45,8 @@ enum Request {
     LoseDevice,
     /// Test hook: the next frame carries NaN and infinities in its numbers.
     Poison,
+    /// Test hook: panic, as a bug would (the page must report it as the error it is).
+    Panic,
     /// The Lab: show the current state (the pre-trained checkpoint at first).
     LabShow { #[serde(default)] projector: bool },
     /// Train (from a fresh initialisation with `seed` if the checkpoint is shown).
@@ -245,6 +247,7 @@ fn handle(req: Request) {
         }
         Request::Export { state, kind } => wasm_bindgen_futures::spawn_local(export_view(state, kind)),
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
+        Request::Panic => panic!("a deliberate panic (test hook)"),
         Request::LoseDevice => WORKER.with_borrow(|w| {
             if let Some(setup) = &w.gpu {
                 DEVICE_LOST.store(true, Ordering::SeqCst);
@@ -375,7 +378,8 @@ async fn export_view(state: ViewState, kind: ExportKind) {
     let Some((mut session, generation)) = take_session() else {
         return post_error(None, "the model is busy or not loaded yet; try again".into(), false);
     };
-    let name = |ext: &str| export::file_name(&session.model_name, state.layer, state.head, state.view.name(), &state.prompt, ext);
+    let model = session.model_name.clone();
+    let name = |ext: &str| export::file_name(&model, state.layer, state.head, state.view.name(), &state.prompt, ext);
     let reply = match kind {
         ExportKind::Json => session.analysis_json(&state).await.map(|doc| Reply::Export { kind: "json", name: name("json"), text: doc.to_string(), width: 0, height: 0 }),
         ExportKind::Svg => {
@@ -465,8 +469,11 @@ async fn init(model_url: String, backend: Option<Backend>) {
         }
     };
     drop(bytes);
-    let model = loaded.name.clone();
-    let session = loaded.into_session();
+    // The file's own name (without ".gguf") names the model on the page and in export file names:
+    // `general.name` is often a training-run label.
+    let model = model_url.rsplit('/').next().unwrap_or("model").trim_end_matches(".gguf").to_string();
+    let mut session = loaded.into_session();
+    session.model_name = model.clone();
     let (n_layers, n_heads) = (session.n_layers(), session.n_heads());
     let start = WORKER.with_borrow_mut(|w| {
         w.session = Some(session);

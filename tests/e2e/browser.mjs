@@ -13,7 +13,7 @@ const CHROMIUM = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
 export const LOAD_TIMEOUT = 240_000;
 
 /** A fresh browser profile; WebGPU (SwiftShader) only with `webgpu: true`. */
-export async function launch({ webgpu }) {
+export async function launch({ webgpu, viewport = { width: 1360, height: 1100 } }) {
   const userDir = mkdtempSync(join(tmpdir(), "sinkscope-chromium-"));
   const flags = [
     "--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -24,7 +24,8 @@ export async function launch({ webgpu }) {
     executablePath: CHROMIUM,
     ignoreDefaultArgs: ["--headless"],
     args: flags,
-    viewport: { width: 1360, height: 1100 },
+    viewport,
+    acceptDownloads: true,
   });
   await context.grantPermissions(["clipboard-read", "clipboard-write"]).catch(() => {});
   return { context, close: async () => { await context.close(); rmSync(userDir, { recursive: true, force: true }); } };
