@@ -10,9 +10,13 @@
 pub mod analysis;
 pub mod app;
 pub mod gguf;
+#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+pub mod gpu;
 pub mod linear;
 pub mod model;
+pub mod quant;
 pub mod trace;
+pub mod weights;
 pub mod tokenizer;
 pub mod toy;
 

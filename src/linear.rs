@@ -1,163 +1,186 @@
-//! `x · Wᵀ` for the model's linear layers, as a burn backend extension.
+//! The CPU matrix product `x · Wᵀ` for the model's linear layers (W one row per output: [n, k]).
 //!
-//! Weights stay in the GGUF's own layout, one row per output ([out, in]). On the CPU (`flex`)
-//! backend burn's general matmul packs the whole weight matrix on every call, which for the few
-//! rows of a prompt costs more than the arithmetic; this kernel streams each weight row once and
-//! computes 4 x 4 blocks of dot products with the widest FMA the processor has (AVX-512 or
-//! AVX2+FMA, detected at run time; portable code elsewhere, e.g. in wasm). On WebGPU (`Cube`) the
-//! same operation is burn's matmul with a transposed right-hand side.
+//! Register-blocked, with the input as the packed side: x is transposed once per product into
+//! blocks of `VR` rows stored k-major (`xp[k][VR]`); W is expanded a few rows at a time (`NR`, from
+//! f32 or from GGUF blocks, by a [`Rows`] source) into a small row-major tile; then a micro-kernel
+//! broadcasts one weight against `VR / lanes` vectors of x per step and accumulates `NR x VR`
+//! outputs in registers. Each weight is read and expanded once per product however many rows x
+//! has, every expansion reads contiguous memory, and no horizontal sums are needed. Variants
+//! (lanes, x vectors, weight rows): AVX-512 (16, 2, 6), AVX2+FMA (8, 2, 6), WebAssembly SIMD
+//! (4, 2, 4; no fused multiply-add), portable (4, 2, 4); x86-64 picks at run time. The row
+//! sources are generic and inlined, so the expansion of blocks is compiled for the same target
+//! features as the kernel.
 
-use burn::backend::backend_extension;
-use burn::backend::tensor::FloatTensor;
-use burn::prelude::*;
-
-#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", target_arch = "wasm32")))]
-pub trait LinearBackend: burn::backend::Backend {
-    /// x [T, K] times wᵀ, w [N, K] -> [T, N].
-    fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+/// Where the weight rows come from: `fill` writes rows `j0..j0 + nr` row-major into `tile`.
+pub trait Rows {
+    fn fill(&self, j0: usize, nr: usize, k: usize, tile: &mut [f32]);
 }
 
-impl LinearBackend for burn::backend::Flex {
-    fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        use burn::backend::flex::FlexTensor;
-        use burn::backend::ops::FloatTensorOps;
-        use burn::backend::DType;
-        let (xs, ws) = (x.layout().shape().clone(), w.layout().shape().clone());
-        if x.dtype() != DType::F32 || w.dtype() != DType::F32 || xs.num_dims() != 2 || ws.num_dims() != 2 || xs[1] != ws[1] {
-            return Self::float_matmul(x, Self::float_transpose(w));
-        }
-        let (t, k, n) = (xs[0], xs[1], ws[0]);
-        let x = if x.is_contiguous() { x } else { x.to_contiguous() };
-        let w = if w.is_contiguous() { w } else { w.to_contiguous() };
-        let (Some(xd), Some(wd)) = (x.as_slice::<f32>(), w.as_slice::<f32>()) else {
-            return Self::float_matmul(x, Self::float_transpose(w));
-        };
-        let mut out = vec![0.0f32; t * n];
-        matmul_nt(xd, wd, &mut out, t, k, n);
-        FlexTensor::from_data(TensorData::new(out, [t, n]))
+/// f32 rows [n, k].
+pub struct F32Rows<'a>(pub &'a [f32]);
+
+impl Rows for F32Rows<'_> {
+    #[inline(always)]
+    fn fill(&self, j0: usize, nr: usize, k: usize, tile: &mut [f32]) {
+        tile[..nr * k].copy_from_slice(&self.0[j0 * k..(j0 + nr) * k]);
     }
 }
 
-#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
-impl LinearBackend for burn::backend::Cube {
-    fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
-        use burn::backend::ops::FloatTensorOps;
-        Self::float_matmul(x, Self::float_transpose(w))
-    }
-}
-
-/// x [T, K] · wᵀ (w [N, K]) on any burn device.
-pub fn linear(x: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
-    Tensor::from_dispatch(<burn::backend::Dispatch as LinearBackend>::matmul_nt(x.into_dispatch(), w.clone().into_dispatch()))
-}
-
-/// out[t, j] = Σ_k x[t, k] · w[j, k] (row-major slices).
-pub fn matmul_nt(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-    assert!(x.len() >= t * k && w.len() >= n * k && out.len() >= t * n);
+/// out[t, j] = Σ_k x[t, k] · W[j, k].
+#[inline(always)]
+pub fn gemm_nt<R: Rows>(x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
+    assert!(x.len() >= t * k && out.len() >= t * n);
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked above); slices are bounds-checked above.
-            unsafe { x86::matmul_nt_avx512(x, w, out, t, k, n) };
-            return;
+            // SAFETY: the CPU supports AVX-512F (checked above); sizes are checked above.
+            return unsafe { avx512::gemm(x, t, k, n, w, out) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            unsafe { x86::matmul_nt_avx2(x, w, out, t, k, n) };
-            return;
+            return unsafe { avx2::gemm(x, t, k, n, w, out) };
         }
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        // SAFETY: simd128 is enabled for the whole build (cfg above); slices are bounds-checked above.
-        unsafe { wasm::matmul_nt_simd128(x, w, out, t, k, n) };
-        return;
+        // SAFETY: simd128 is enabled for the whole build (cfg above); sizes are checked above.
+        return unsafe { wasm::gemm(x, t, k, n, w, out) };
     }
     #[allow(unreachable_code)]
-    portable(x, w, out, t, k, n);
+    gemm_nt_portable(x, t, k, n, w, out)
 }
 
-/// Generates a kernel over blocks of MR input rows x NR weight rows (MR, NR <= 4, compile-time
-/// constants so the 16 accumulators live in registers), with vectors of `$w` lanes. Instantiated
-/// for AVX-512, AVX2+FMA and WebAssembly SIMD; each output element is a lane-wise sum over k
-/// followed by one horizontal sum, whatever the block shape.
-#[allow(unused_macros)] // unused on targets with neither kernel
-macro_rules! kernel {
-    ($name:ident, $block:ident, $feat:literal, $w:expr, $vt:ty, $zero:ident, $load:ident, $fma:ident, $hsum:ident) => {
-        #[inline]
-        #[target_feature(enable = $feat)]
-        unsafe fn $block<const MR: usize, const NR: usize>(x: &[f32], w: &[f32], out: &mut [f32], i: usize, j: usize, k: usize, n: usize) {
-            let kv = k / $w * $w;
-            // Row pointers computed once; the loop body then has no index arithmetic to check.
-            let xr: [*const f32; MR] = core::array::from_fn(|a| x.as_ptr().wrapping_add((i + a) * k));
-            let wr: [*const f32; NR] = core::array::from_fn(|b| w.as_ptr().wrapping_add((j + b) * k));
-            let mut acc: [[$vt; NR]; MR] = [[$zero(); NR]; MR];
-            let steps = kv / $w;
-            for step in 0..steps {
-                let off = step.wrapping_mul($w);
-                let wv: [$vt; NR] = core::array::from_fn(|b| $load(wr[b].wrapping_add(off)));
-                for a in 0..MR {
-                    let xv = $load(xr[a].wrapping_add(off));
-                    for b in 0..NR {
-                        acc[a][b] = $fma(xv, wv[b], acc[a][b]);
-                    }
+/// The portable build (no target features), the yardstick of the tests.
+pub fn gemm_nt_portable<R: Rows>(x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
+    assert!(x.len() >= t * k && out.len() >= t * n);
+    // SAFETY: plain Rust; sizes are checked above.
+    unsafe { portable::gemm(x, t, k, n, w, out) }
+}
+
+/// out[t, j] = Σ_k x[t, k] · w[j, k] for f32 rows `w` [n, k].
+pub fn matmul_nt(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
+    assert!(w.len() >= n * k);
+    gemm_nt(x, t, k, n, &F32Rows(w), out)
+}
+
+/// [`matmul_nt`] on the portable kernel.
+pub fn matmul_nt_portable(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
+    assert!(w.len() >= n * k);
+    gemm_nt_portable(x, t, k, n, &F32Rows(w), out)
+}
+
+/// Generates `gemm(x, t, k, n, w, out)` for one target: vectors `$vt` of `$lanes` lanes, `$mv`
+/// vectors of x rows (VR = lanes · mv rows per block) and up to `$nr` weight rows per micro-kernel
+/// call. `$($feat)?` is the target feature the code is compiled for.
+#[allow(unused_macros)]
+macro_rules! gemm_kernel {
+    ($lanes:expr, $mv:expr, $nr:expr, $vt:ty, $zero:expr, $load:path, $splat:path, $fma:path, $store:path $(, $feat:literal)?) => {
+        const VR: usize = $lanes * $mv;
+        const NR: usize = $nr;
+
+        $(#[target_feature(enable = $feat)])?
+        pub unsafe fn gemm<R: super::Rows>(x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
+            // x packed: for each block of VR rows, [k][VR] (rows past t are zero).
+            let blocks = t.div_ceil(VR);
+            let mut xp = vec![0f32; blocks * k * VR];
+            for i in 0..t {
+                let (b, l) = (i / VR, i % VR);
+                let dst = &mut xp[b * k * VR..(b + 1) * k * VR];
+                for (kk, &v) in x[i * k..(i + 1) * k].iter().enumerate() {
+                    dst[kk * VR + l] = v;
                 }
             }
-            for a in 0..MR {
-                for b in 0..NR {
-                    let mut s = $hsum(acc[a][b]);
-                    for q in kv..k {
-                        s += x[(i + a) * k + q] * w[(j + b) * k + q];
+            let mut tile = vec![0f32; NR * k];
+            let mut j0 = 0;
+            while j0 < n {
+                let nr = (n - j0).min(NR);
+                w.fill(j0, nr, k, &mut tile);
+                for b in 0..blocks {
+                    let rows = (t - b * VR).min(VR);
+                    let xb = &xp[b * k * VR..(b + 1) * k * VR];
+                    // a block of at most one vector's rows needs one vector per step
+                    macro_rules! call {
+                        ($m:literal) => {
+                            if rows <= $lanes { micro::<$m, 1>(xb, k, &tile, out, n, b * VR, rows, j0) } else { micro::<$m, $mv>(xb, k, &tile, out, n, b * VR, rows, j0) }
+                        };
                     }
-                    out[(i + a) * n + j + b] = s;
+                    match nr {
+                        1 => call!(1),
+                        2 => call!(2),
+                        3 => call!(3),
+                        4 => call!(4),
+                        5 => call!(5),
+                        6 => call!(6),
+                        _ => unreachable!("at most 6 weight rows at a time"),
+                    }
                 }
+                j0 += nr;
             }
         }
 
-        #[target_feature(enable = $feat)]
-        pub unsafe fn $name(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-            let mut j = 0;
-            while j < n {
-                let nj = (n - j).min(4);
-                let mut i = 0;
-                while i < t {
-                    let mi = (t - i).min(4);
-                    match (mi, nj) {
-                        (1, 1) => $block::<1, 1>(x, w, out, i, j, k, n),
-                        (1, 2) => $block::<1, 2>(x, w, out, i, j, k, n),
-                        (1, 3) => $block::<1, 3>(x, w, out, i, j, k, n),
-                        (1, 4) => $block::<1, 4>(x, w, out, i, j, k, n),
-                        (2, 1) => $block::<2, 1>(x, w, out, i, j, k, n),
-                        (2, 2) => $block::<2, 2>(x, w, out, i, j, k, n),
-                        (2, 3) => $block::<2, 3>(x, w, out, i, j, k, n),
-                        (2, 4) => $block::<2, 4>(x, w, out, i, j, k, n),
-                        (3, 1) => $block::<3, 1>(x, w, out, i, j, k, n),
-                        (3, 2) => $block::<3, 2>(x, w, out, i, j, k, n),
-                        (3, 3) => $block::<3, 3>(x, w, out, i, j, k, n),
-                        (3, 4) => $block::<3, 4>(x, w, out, i, j, k, n),
-                        (4, 1) => $block::<4, 1>(x, w, out, i, j, k, n),
-                        (4, 2) => $block::<4, 2>(x, w, out, i, j, k, n),
-                        (4, 3) => $block::<4, 3>(x, w, out, i, j, k, n),
-                        (4, 4) => $block::<4, 4>(x, w, out, i, j, k, n),
-                        _ => unreachable!("blocks are at most 4 x 4"),
+        /// out[i0 + l, j0 + r] for l < rows, r < M: one block of x (its first MV vectors of rows)
+        /// against M weight rows.
+        #[inline(always)]
+        unsafe fn micro<const M: usize, const MV: usize>(xb: &[f32], k: usize, tile: &[f32], out: &mut [f32], n: usize, i0: usize, rows: usize, j0: usize) {
+            debug_assert!(xb.len() >= k * VR && tile.len() >= M * k && out.len() >= (i0 + rows) * n && rows <= MV * $lanes);
+            let mut acc: [[$vt; MV]; M] = [[$zero; MV]; M];
+            let mut wp: [*const f32; M] = core::array::from_fn(|r| tile.as_ptr().add(r * k));
+            let mut xq = xb.as_ptr();
+            for _ in 0..k {
+                let xv: [$vt; MV] = core::array::from_fn(|v| $load(xq.add(v * $lanes)));
+                for r in 0..M {
+                    let wb = $splat(*wp[r]);
+                    wp[r] = wp[r].add(1);
+                    for v in 0..MV {
+                        acc[r][v] = $fma(wb, xv[v], acc[r][v]);
                     }
-                    i += 4;
                 }
-                j += 4;
+                xq = xq.add(VR);
+            }
+            let mut tmp = [0f32; VR];
+            for r in 0..M {
+                for v in 0..MV {
+                    $store(tmp.as_mut_ptr().add(v * $lanes), acc[r][v]);
+                }
+                for l in 0..rows {
+                    *out.get_unchecked_mut((i0 + l) * n + j0 + r) = tmp[l];
+                }
             }
         }
     };
+}
+
+/// Plain Rust, four lanes as an array (the compiler may vectorise it).
+mod portable {
+    type V = [f32; 4];
+
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        [*p, *p.add(1), *p.add(2), *p.add(3)]
+    }
+
+    #[inline(always)]
+    fn splat(x: f32) -> V {
+        [x; 4]
+    }
+
+    #[inline(always)]
+    fn mul_add(x: V, w: V, acc: V) -> V {
+        [acc[0] + x[0] * w[0], acc[1] + x[1] * w[1], acc[2] + x[2] * w[2], acc[3] + x[3] * w[3]]
+    }
+
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        core::ptr::copy_nonoverlapping(v.as_ptr(), p, 4);
+    }
+
+    gemm_kernel!(4, 2, 4, V, [0.0; 4], load, splat, mul_add, store);
 }
 
 /// WebAssembly SIMD (128-bit, 4 lanes; baseline simd128 has no fused multiply-add).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm {
     use core::arch::wasm32::*;
-
-    #[inline(always)]
-    fn zero() -> v128 {
-        f32x4_splat(0.0)
-    }
 
     #[inline(always)]
     unsafe fn load(p: *const f32) -> v128 {
@@ -170,60 +193,35 @@ mod wasm {
     }
 
     #[inline(always)]
-    fn hsum(v: v128) -> f32 {
-        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    unsafe fn store(p: *mut f32, v: v128) {
+        v128_store(p as *mut v128, v)
     }
 
-    kernel!(matmul_nt_simd128, block_simd128, "simd128", 4, v128, zero, load, mul_add, hsum);
-}
-
-/// Plain Rust with independent accumulators (vectorised by the compiler where it can).
-fn portable(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-    const L: usize = 8;
-    for j in 0..n {
-        let wr = &w[j * k..(j + 1) * k];
-        for i in 0..t {
-            let xr = &x[i * k..(i + 1) * k];
-            let mut acc = [0.0f32; L];
-            let (wc, xc) = (wr.chunks_exact(L), xr.chunks_exact(L));
-            let (wt, xt) = (wc.remainder(), xc.remainder());
-            for (a, b) in wc.zip(xc) {
-                for l in 0..L {
-                    acc[l] += a[l] * b[l];
-                }
-            }
-            let mut s: f32 = acc.iter().sum();
-            for (a, b) in wt.iter().zip(xt) {
-                s += a * b;
-            }
-            out[i * n + j] = s;
-        }
-    }
+    gemm_kernel!(4, 2, 4, v128, f32x4_splat(0.0), load, f32x4_splat, mul_add, store);
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+mod avx2 {
     use std::arch::x86_64::*;
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum256(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
+    #[inline(always)]
+    unsafe fn fma(x: __m256, w: __m256, acc: __m256) -> __m256 {
+        _mm256_fmadd_ps(x, w, acc)
     }
 
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn hsum512(v: __m512) -> f32 {
-        _mm512_reduce_add_ps(v)
+    gemm_kernel!(8, 2, 6, __m256, unsafe { _mm256_setzero_ps() }, _mm256_loadu_ps, _mm256_set1_ps, fma, _mm256_storeu_ps, "avx2,fma");
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn fma(x: __m512, w: __m512, acc: __m512) -> __m512 {
+        _mm512_fmadd_ps(x, w, acc)
     }
 
-    kernel!(matmul_nt_avx2, block_avx2, "avx2,fma", 8, __m256, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps, hsum256);
-    kernel!(matmul_nt_avx512, block_avx512, "avx512f", 16, __m512, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_fmadd_ps, hsum512);
+    gemm_kernel!(16, 2, 6, __m512, unsafe { _mm512_setzero_ps() }, _mm512_loadu_ps, _mm512_set1_ps, fma, _mm512_storeu_ps, "avx512f");
 }
 
 #[cfg(test)]
@@ -242,16 +240,16 @@ mod tests {
 
     #[test]
     fn all_paths_agree_with_naive_on_ragged_sizes() {
-        for (t, k, n) in [(1, 1, 1), (3, 7, 5), (14, 576, 9), (5, 33, 17), (17, 100, 6)] {
+        for (t, k, n) in [(1, 1, 1), (3, 7, 5), (14, 576, 9), (5, 33, 17), (17, 100, 6), (7, 64, 33), (64, 96, 70), (33, 40, 13)] {
             let x: Vec<f32> = (0..t * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
             let want = naive(&x, &w, t, k, n);
             let mut got = vec![0.0; t * n];
             matmul_nt(&x, &w, &mut got, t, k, n);
             let mut port = vec![0.0; t * n];
-            portable(&x, &w, &mut port, t, k, n);
+            matmul_nt_portable(&x, &w, &mut port, t, k, n);
             for i in 0..t * n {
-                assert!((got[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()), "{t}x{k}x{n} at {i}");
+                assert!((got[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()), "{t}x{k}x{n} at {i}: {} vs {}", got[i], want[i]);
                 assert!((port[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()));
             }
         }

@@ -19,8 +19,8 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::Transaction;
 
 use crate::gguf::{Gguf, GgufError};
-use crate::linear::linear;
 pub use crate::trace::{top_k, LayerTrace, Trace, TraceOptions};
+use crate::weights::{HostMatrix, Linear, Weight, WeightError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -32,6 +32,8 @@ pub enum ModelError {
     BadConfig(String),
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("{0}")]
+    Weight(#[from] WeightError),
     #[error("the prompt is empty: type some text first")]
     EmptyPrompt,
     #[error("the prompt has {len} tokens; the limit is {max}")]
@@ -118,18 +120,18 @@ impl Config {
     }
 }
 
-/// One block's weights, each in the GGUF layout [out, in] (applied as x·Wᵀ by [`linear`]).
+/// One block's weights, each [out, in] in its GGUF block format (applied as x·Wᵀ).
 struct Layer {
     attn_norm: Tensor<2>,
-    /// Fused [(H + 2 KV)·D, hidden]: Q and K rows (un-permuted to the HF order), then V.
-    wqkv: Tensor<2>,
+    /// Q, K and V stacked: [(H + 2 KV)·D, hidden], Q and K rows un-permuted to the HF order.
+    wqkv: Linear,
     /// [hidden, H·D]
-    wo: Tensor<2>,
+    wo: Linear,
     ffn_norm: Tensor<2>,
-    /// Fused [2·ffn, hidden]: gate rows, then up rows.
-    w_gate_up: Tensor<2>,
+    /// Gate rows, then up rows: [2·ffn, hidden].
+    w_gate_up: Linear,
     /// [hidden, ffn]
-    w_down: Tensor<2>,
+    w_down: Linear,
 }
 
 /// The model's weights on a burn device.
@@ -137,20 +139,11 @@ pub struct Llama {
     pub config: Config,
     device: Device,
     /// [vocab, hidden]; also the output matrix when tied.
-    embed: Tensor<2>,
+    embed: Weight,
     /// Untied output matrix [vocab, hidden].
-    output: Option<Tensor<2>>,
+    output: Option<Weight>,
     out_norm: Tensor<2>,
     layers: Vec<Layer>,
-}
-
-/// Dequantize `name`, check it is `rows` x `cols` (ggml: `cols` contiguous), and return it.
-fn load_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>, ModelError> {
-    let (data, shape) = g.tensor_f32(name)?;
-    if shape != [rows, cols] {
-        return Err(ModelError::ShapeMismatch { name: name.into(), expected: vec![rows, cols], found: shape });
-    }
-    Ok(data)
 }
 
 fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
@@ -159,13 +152,6 @@ fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, ModelError>
         return Err(ModelError::ShapeMismatch { name: name.into(), expected: vec![len], found: shape });
     }
     Ok(data)
-}
-
-/// Append the rows of `src` (rows x cols) to `dst`, taking source row `row_map(r)` for row r.
-fn push_rows(dst: &mut Vec<f32>, src: &[f32], rows: usize, cols: usize, row_map: impl Fn(usize) -> usize) {
-    for r in 0..rows {
-        dst.extend_from_slice(&src[row_map(r) * cols..][..cols]);
-    }
 }
 
 /// llama.cpp stores Q/K rows of each head interleaved for adjacent-pair RoPE: HF row
@@ -182,14 +168,15 @@ fn tensor2(data: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<
 }
 
 impl Llama {
-    /// Build the model from a parsed GGUF file onto `device`.
+    /// Build the model from a parsed GGUF file onto `device`. Matrices keep their block format.
     pub fn from_gguf(g: &Gguf, device: &Device) -> Result<Self, ModelError> {
         let c = Config::from_gguf(g)?;
         let (hd, d) = (c.hidden, c.head_dim);
         let (qd, kvd) = (c.n_heads * d, c.n_kv_heads * d);
-        let embed = tensor2(load_matrix(g, "token_embd.weight", c.vocab, hd)?, c.vocab, hd, device);
+        let matrix = |name: &str, rows: usize, cols: usize| HostMatrix::from_gguf(g, name, rows, cols);
+        let embed = Weight::upload(matrix("token_embd.weight", c.vocab, hd)?, device);
         let output = match g.tensor("output.weight") {
-            Ok(_) => Some(tensor2(load_matrix(g, "output.weight", c.vocab, hd)?, c.vocab, hd, device)),
+            Ok(_) => Some(Weight::upload(matrix("output.weight", c.vocab, hd)?, device)),
             Err(GgufError::MissingTensor(_)) => None,
             Err(e) => return Err(e.into()),
         };
@@ -197,23 +184,26 @@ impl Llama {
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
             let name = |s: &str| format!("blk.{l}.{s}.weight");
-            let rows = qd + 2 * kvd;
-            let mut qkv = Vec::with_capacity(rows * hd);
-            push_rows(&mut qkv, &load_matrix(g, &name("attn_q"), qd, hd)?, qd, hd, |r| unpermute_row(r, d));
-            push_rows(&mut qkv, &load_matrix(g, &name("attn_k"), kvd, hd)?, kvd, hd, |r| unpermute_row(r, d));
-            qkv.extend_from_slice(&load_matrix(g, &name("attn_v"), kvd, hd)?);
-            let mut gate_up = load_matrix(g, &name("ffn_gate"), c.ffn, hd)?;
-            gate_up.extend_from_slice(&load_matrix(g, &name("ffn_up"), c.ffn, hd)?);
+            let q = matrix(&name("attn_q"), qd, hd)?.permute_rows(|r| unpermute_row(r, d));
+            let k = matrix(&name("attn_k"), kvd, hd)?.permute_rows(|r| unpermute_row(r, d));
+            let v = matrix(&name("attn_v"), kvd, hd)?;
             layers.push(Layer {
                 attn_norm: tensor2(load_vector(g, &name("attn_norm"), hd)?, 1, hd, device),
-                wqkv: tensor2(qkv, rows, hd, device),
-                wo: tensor2(load_matrix(g, &name("attn_output"), hd, qd)?, hd, qd, device),
+                wqkv: Linear::stack(vec![q, k, v], device),
+                wo: Linear::single(matrix(&name("attn_output"), hd, qd)?, device),
                 ffn_norm: tensor2(load_vector(g, &name("ffn_norm"), hd)?, 1, hd, device),
-                w_gate_up: tensor2(gate_up, 2 * c.ffn, hd, device),
-                w_down: tensor2(load_matrix(g, &name("ffn_down"), hd, c.ffn)?, hd, c.ffn, device),
+                w_gate_up: Linear::stack(vec![matrix(&name("ffn_gate"), c.ffn, hd)?, matrix(&name("ffn_up"), c.ffn, hd)?], device),
+                w_down: Linear::single(matrix(&name("ffn_down"), hd, c.ffn)?, device),
             });
         }
         Ok(Self { config: c, device: device.clone(), embed, output, out_norm, layers })
+    }
+
+    /// Bytes the weights take on the device (matrices in their block formats, plus the f32 norms).
+    pub fn weight_bytes(&self) -> usize {
+        let norms = (self.config.n_layers * 2 + 1) * self.config.hidden * 4;
+        let layers: usize = self.layers.iter().map(|l| l.wqkv.size_bytes() + l.wo.size_bytes() + l.w_gate_up.size_bytes() + l.w_down.size_bytes()).sum();
+        norms + layers + self.embed.size_bytes() + self.output.as_ref().map_or(0, Weight::size_bytes)
     }
 
     pub fn device(&self) -> &Device {
@@ -261,7 +251,7 @@ impl Llama {
         let (n, t) = (ids.len(), past + ids.len());
         let (h, kv, d, g) = (c.n_heads, c.n_kv_heads, c.head_dim, c.group());
         let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]), &self.device);
-        let mut x = self.embed.clone().select(0, ids_t);
+        let mut x = self.embed.rows(ids_t);
         let (cos, sin) = self.rope_tables(past, n);
         // Additive causal mask for the new queries, repeated over the heads of a group: [G·n, T].
         let mut mask = Vec::with_capacity(g * n * t);
@@ -277,7 +267,7 @@ impl Llama {
         for (l, layer) in self.layers.iter().enumerate() {
             let record = opts.records(l);
             let resid_pre = x.clone();
-            let qkv = linear(self.rms_norm(x.clone(), &layer.attn_norm), &layer.wqkv);
+            let qkv = layer.wqkv.forward(self.rms_norm(x.clone(), &layer.attn_norm));
             // [n, heads·D] -> [heads, n, D]
             let split = |start: usize, heads: usize| qkv.clone().narrow(1, start, heads * d).reshape([n, heads, d]).swap_dims(0, 1);
             let q = Self::rope(split(0, h), &cos, &sin);
@@ -293,12 +283,12 @@ impl Llama {
             let pattern = softmax(scores, 2);
             let z = pattern.clone().matmul(v.clone()); // [KV, G·n, D]
             let z_heads = z.reshape([h, n, d]);
-            let attn_out = linear(z_heads.clone().swap_dims(0, 1).reshape([n, h * d]), &layer.wo);
+            let attn_out = layer.wo.forward(z_heads.clone().swap_dims(0, 1).reshape([n, h * d]));
             x = x + attn_out.clone();
-            let gu = linear(self.rms_norm(x.clone(), &layer.ffn_norm), &layer.w_gate_up);
+            let gu = layer.w_gate_up.forward(self.rms_norm(x.clone(), &layer.ffn_norm));
             let gate = gu.clone().narrow(1, 0, c.ffn);
             let up = gu.narrow(1, c.ffn, c.ffn);
-            x = x.clone() + linear(silu(gate) * up, &layer.w_down);
+            x = x.clone() + layer.w_down.forward(silu(gate) * up);
 
             out.layers.push(record.then(|| ForwardLayer {
                 pattern: pattern.reshape([h, n, t]),
@@ -310,7 +300,7 @@ impl Llama {
         }
         let normed = self.rms_norm(x, &self.out_norm);
         let for_logits = if opts.all_logits { normed.clone() } else { normed.clone().narrow(0, n - 1, 1) };
-        out.logits = Some(linear(for_logits, self.output.as_ref().unwrap_or(&self.embed)));
+        out.logits = Some(self.output.as_ref().unwrap_or(&self.embed).matmul_nt(for_logits));
         if opts.keep_resid {
             out.final_norm = Some(normed);
         }
@@ -325,16 +315,19 @@ impl Llama {
             return Err(ModelError::BadConfig(format!("no head {head}")));
         }
         // wo is [hidden, H·D]: the head's columns, transposed.
-        let t = l.wo.clone().narrow(1, head * c.head_dim, c.head_dim).transpose();
-        read_f32(t.into_data_async().await)
+        let (hd, d) = (c.hidden, c.head_dim);
+        let mut wo = Vec::with_capacity(hd * c.n_heads * d);
+        for part in l.wo.parts() {
+            wo.extend(part.to_host_f32().await.map_err(ModelError::Device)?);
+        }
+        let cols = c.n_heads * d;
+        if wo.len() != hd * cols {
+            return Err(ModelError::Device(format!("W_O read back with {} values", wo.len())));
+        }
+        Ok((0..d).flat_map(|i| (0..hd).map(move |r| (r, i))).map(|(r, i)| wo[r * cols + head * d + i]).collect())
     }
 }
 
-fn read_f32<E: std::fmt::Debug>(data: Result<TensorData, E>) -> Result<Vec<f32>, ModelError> {
-    data.map_err(|e| ModelError::Device(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Device(format!("{e:?}")))
-}
 
 struct ForwardLayer {
     pattern: Tensor<3>,

@@ -222,7 +222,7 @@ function applyStateToControls() {
 }
 
 function showView(view) {
-  document.querySelectorAll(".tabs button").forEach((b) => {
+  document.querySelectorAll(".tabs button[role=tab]").forEach((b) => {
     const on = b.dataset.view === view;
     b.setAttribute("aria-selected", String(on));
     b.tabIndex = on ? 0 : -1;
@@ -322,7 +322,7 @@ function drawSummary(f) {
     $("summary").textContent = "";
     return;
   }
-  const top = f.top_next.map((n) => `${JSON.stringify(n.text)} ${pct(n.prob)}`).join(", ");
+  const top = f.top_next.map((n) => `“${n.text.replace(/\n/g, "\\n")}” ${pct(n.prob)}`).join(", ");
   const cut = f.tokens_before_cut > f.tokens.length ? ` (cut from ${f.tokens_before_cut})` : "";
   const tm = f.timing;
   $("summary").textContent =
@@ -432,7 +432,7 @@ function drawHeatmap(f, bitmaps) {
     m.className = "mark";
     m.style.left = `${(100 * (k + 0.5)) / t}%`;
     m.style.borderTopColor = colour;
-    m.title = `sink: token ${k} ${JSON.stringify(f.tokens[k].text)}`;
+    m.title = `sink: token ${k} “${f.tokens[k].text}”`;
     return m;
   }));
   $("heat-lo").textContent = f.heat.log ? "≤10⁻⁴" : "0";
@@ -491,13 +491,30 @@ function drawLaterChoice(f) {
   if (h.later_layer != null) sel.value = h.later_layer;
 }
 
+// “text” for a token in read-outs (not JSON: a backslash stays one backslash).
+const quote = (text) => `“${text}”`;
+
+$("heatmap").addEventListener("mousemove", (ev) => {
+  if (!frame || !heat || !frame.heat) return;
+  const t = frame.heat.t;
+  const r = $("heatmap").getBoundingClientRect();
+  const k = Math.floor(((ev.clientX - r.left) / r.width) * t);
+  const q = Math.floor(((ev.clientY - r.top) / r.height) * t);
+  if (k < 0 || q < 0 || k >= t || q >= t) return;
+  const v = heat[q * t + k];
+  const tok = (i) => `${i} ${quote(frame.tokens[i].text)}`;
+  $("heat-readout").textContent = Number.isNaN(v)
+    ? `query ${tok(q)} → key ${tok(k)}: not shown (${k > q ? "a later token: a query only sees earlier ones" : "first token dropped"})`
+    : `query ${tok(q)} → key ${tok(k)}: attention ${num(v, 4)}`;
+});
+
 function hover(fig, img, ev) {
   if (!frame) return;
   const r = img.getBoundingClientRect();
   const x = ((ev.clientX - r.left) / r.width) * fig.width;
   const y = ((ev.clientY - r.top) / r.height) * fig.height;
   const out = frame.state.view === "release" ? $("release-readout") : $("tags-readout");
-  const tok = (i) => (frame.tokens[i] ? JSON.stringify(frame.tokens[i].text) : "?");
+  const tok = (i) => (frame.tokens[i] ? quote(frame.tokens[i].text) : "?");
   if (fig.hit.kind === "points") {
     let best = -1, bd = 100;
     fig.hit.px.forEach(([px, py], i) => {
@@ -536,7 +553,8 @@ function drawTour(f) {
   if (t.focus && t.step !== lastFocusStep) {
     lastFocusStep = t.step;
     // bring the figure the step is about into view (once per step; the Lab's arrives later)
-    const show = () => document.querySelector(`img[data-name='${t.focus}']`)?.scrollIntoView({ block: "nearest" });
+    const target = () => (t.focus === "heatmap" ? $("heatmap") : document.querySelector(`img[data-name='${t.focus}']`));
+    const show = () => target()?.scrollIntoView({ block: "nearest" });
     requestAnimationFrame(show);
     setTimeout(show, 1500);
   }
@@ -681,7 +699,7 @@ $("scale").addEventListener("change", () => { state.scale = $("scale").value; up
 $("drop-first").addEventListener("change", () => { state.drop_first = $("drop-first").checked; update(); });
 $("grid-colour").addEventListener("change", () => { state.grid = $("grid-colour").value; update(); });
 $("later").addEventListener("change", () => { state.later = Number($("later").value); update(); });
-$("pick-two-sink").addEventListener("click", () => update({ pick_two_sink: true }));
+$("pick-two-sink").addEventListener("click", () => update({ next_two_sink: true }));
 $("backend-choice").addEventListener("change", () => {
   state.backend = $("backend-choice").value || null;
   gpuLostOnce = false;
@@ -720,7 +738,7 @@ function selectHead(c) {
   state.head = Number(c.dataset.head);
   update();
 }
-document.querySelectorAll(".tabs button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
+document.querySelectorAll(".tabs button[role=tab]").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
 $("lab-start").addEventListener("click", () => { const s = labSeed(); if (s !== null) send({ type: "lab-start", seed: s }); });
 $("lab-pause").addEventListener("click", () => send({ type: "lab-pause" }));
 $("lab-reset").addEventListener("click", () => { const s = labSeed(); if (s !== null) send({ type: "lab-reset", seed: s }); });

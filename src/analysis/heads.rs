@@ -64,13 +64,15 @@ pub fn head_stats(trace: &Trace, alphas: &Alphas, summary: &SinkSummary, tags: &
 /// most of its output (ties: the earlier head). This is where the paper's Figure 2 shows separate
 /// clusters.
 pub fn pick_two_sink(stats: &[HeadStats]) -> Option<&HeadStats> {
-    stats
-        .iter()
-        .filter(|s| s.n_catching >= 2)
-        .fold(None, |best: Option<&HeadStats>, s| match best {
-            Some(b) if b.explained.unwrap_or(0.0) >= s.explained.unwrap_or(0.0) => Some(b),
-            _ => Some(s),
-        })
+    two_sink_ranking(stats).into_iter().next()
+}
+
+/// Every two-sink head (see [`pick_two_sink`]), the best first.
+pub fn two_sink_ranking(stats: &[HeadStats]) -> Vec<&HeadStats> {
+    let mut heads: Vec<&HeadStats> = stats.iter().filter(|s| s.n_catching >= 2).collect();
+    // stable: equal shares keep the earlier head first
+    heads.sort_by(|a, b| b.explained.unwrap_or(0.0).total_cmp(&a.explained.unwrap_or(0.0)));
+    heads
 }
 
 /// The head that puts the most attention on the first token (ties: the earlier head), among those

@@ -60,15 +60,52 @@ pub fn diverging(t: f32) -> [u8; 3] {
 }
 
 /// Okabe–Ito categorical palette (colour-blind safe): one colour per sink, by rank.
-pub const CATEGORICAL: [[u8; 3]; 7] = [[230, 159, 0], [86, 180, 233], [0, 158, 115], [204, 121, 167], [0, 114, 178], [213, 94, 0], [240, 228, 66]];
+/// Ordered so that neighbours differ most (orange, sky blue, green, vermilion, reddish purple, blue, yellow).
+pub const CATEGORICAL: [[u8; 3]; 7] = [[230, 159, 0], [86, 180, 233], [0, 158, 115], [213, 94, 0], [204, 121, 167], [0, 114, 178], [240, 228, 66]];
 /// Colour of tokens no sink caught.
 pub const UNCAUGHT: [u8; 3] = [170, 170, 170];
 /// Cells a query cannot see (above the diagonal), and the dropped first column.
 pub const MASKED: [u8; 3] = [236, 236, 240];
 
-/// The colour of the sink of rank `i`.
+/// The colour of category `i` (cycling through the palette).
 pub fn sink_colour(i: usize) -> [u8; 3] {
     CATEGORICAL[i % CATEGORICAL.len()]
+}
+
+/// One colour per token, kept across heads and views: tokens are ranked by how many heads treat
+/// them as a sink, and the most common sinks get the palette's colours in that order (so "The" is
+/// the same colour in every head of a prompt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Palette {
+    by_token: Vec<[u8; 3]>,
+}
+
+impl Palette {
+    pub fn new(token_sink_heads: &[usize]) -> Self {
+        let mut order: Vec<usize> = (0..token_sink_heads.len()).collect();
+        order.sort_by(|&a, &b| token_sink_heads[b].cmp(&token_sink_heads[a]).then(a.cmp(&b)));
+        let mut by_token = vec![UNCAUGHT; token_sink_heads.len()];
+        for (rank, &t) in order.iter().enumerate() {
+            by_token[t] = sink_colour(rank);
+        }
+        Self { by_token }
+    }
+
+    pub fn of(&self, token: usize) -> [u8; 3] {
+        self.by_token.get(token).copied().unwrap_or(UNCAUGHT)
+    }
+
+    /// Colours for one head's sinks: each token's own colour, unless two of them would share one
+    /// (the palette has 7 colours); then the later gets a colour no other sink of the head uses.
+    pub fn for_sinks(&self, sinks: &[usize]) -> Vec<[u8; 3]> {
+        let mut out: Vec<[u8; 3]> = Vec::with_capacity(sinks.len());
+        for &s in sinks {
+            let c = self.of(s);
+            let c = if out.contains(&c) { CATEGORICAL.iter().copied().find(|x| !out.contains(x)).unwrap_or(c) } else { c };
+            out.push(c);
+        }
+        out
+    }
 }
 
 pub fn css(c: [u8; 3]) -> String {
@@ -156,6 +193,18 @@ mod tests {
             assert!(l > prev);
             prev = l;
         }
+    }
+
+    #[test]
+    fn palette_keeps_token_colours_and_separates_a_head() {
+        let p = Palette::new(&[200, 3, 50, 3, 9, 1, 1, 1, 1, 0]);
+        assert_eq!(p.of(0), CATEGORICAL[0], "the most common sink gets the first colour");
+        assert_eq!(p.of(2), CATEGORICAL[1]);
+        // tokens 0 and 7 (rank 7) share a colour; in one head they are told apart
+        assert_eq!(p.of(0), p.of(7));
+        let c = p.for_sinks(&[0, 7]);
+        assert_ne!(c[0], c[1]);
+        assert_eq!(p.for_sinks(&[2, 0]), vec![CATEGORICAL[1], CATEGORICAL[0]], "order of the head's sinks, colours of the tokens");
     }
 
     #[test]

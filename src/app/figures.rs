@@ -1,7 +1,7 @@
 //! The figures of each view, from analysis results: what is plotted, with which titles, axis names,
 //! legends and text alternatives. Drawing itself is [`super::plot`].
 
-use super::draw::{self, sink_colour, UNCAUGHT};
+use super::draw::{self, Palette, UNCAUGHT};
 use super::plot::{self, fmt_sig, BarsSpec, ColourBar, Figure, LinesSpec, MatrixSpec, ScatterSpec, Style};
 use super::state::Scale;
 use super::tokens::TokenLabel;
@@ -20,19 +20,20 @@ fn quoted(labels: &[TokenLabel], i: usize) -> String {
     format!("{i} “{}”", short(labels, i))
 }
 
-/// Each token's colour: the rank of the sink that caught it, grey when none did.
-pub fn caught_colours(view: &HeadView) -> Vec<[u8; 3]> {
+/// Each token's colour: the colour of the sink that caught it (`colours[i]` for the head's sink
+/// `i`), grey when none did.
+pub fn caught_colours(view: &HeadView, colours: &[[u8; 3]]) -> Vec<[u8; 3]> {
     view.catch
         .top_sink
         .iter()
-        .map(|s| s.and_then(|s| view.tags.sinks.iter().position(|&x| x == s)).map_or(UNCAUGHT, sink_colour))
+        .map(|s| s.and_then(|s| view.tags.sinks.iter().position(|&x| x == s)).and_then(|i| colours.get(i).copied()).unwrap_or(UNCAUGHT))
         .collect()
 }
 
 /// Legend of [`caught_colours`], with how many tokens each sink caught.
-pub fn caught_legend(view: &HeadView, labels: &[TokenLabel]) -> Vec<(String, [u8; 3])> {
+pub fn caught_legend(view: &HeadView, labels: &[TokenLabel], colours: &[[u8; 3]]) -> Vec<(String, [u8; 3])> {
     let mut out: Vec<(String, [u8; 3])> = vec![("caught by sink (tokens):".into(), plot::LEGEND_TEXT)];
-    out.extend(view.catch.spans.iter().enumerate().map(|(i, (s, qs))| (format!("{} ({})", quoted(labels, *s), qs.len()), sink_colour(i))));
+    out.extend(view.catch.spans.iter().enumerate().map(|(i, (s, qs))| (format!("{} ({})", quoted(labels, *s), qs.len()), colours.get(i).copied().unwrap_or(UNCAUGHT))));
     let free = view.catch.top_sink.iter().filter(|s| s.is_none()).count();
     out.push((format!("none ≥ {:.0}% ({free})", 100.0 * MIN_CATCH_SHARE), UNCAUGHT));
     out
@@ -58,9 +59,9 @@ fn cloud_figure(name: &str, title: &str, cloud: &Cloud, colours: &[[u8; 3]], leg
 }
 
 /// The Tags view: the head's input and output (the paper's Figure 2), and the tags' cosines.
-pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec<Figure> {
-    let colours = caught_colours(view);
-    let legend = caught_legend(view, labels);
+pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, sink_colours: &[[u8; 3]], st: &Style) -> Vec<Figure> {
+    let colours = caught_colours(view, sink_colours);
+    let legend = caught_legend(view, labels, sink_colours);
     let mut out = Vec::new();
     match &view.input {
         Some(c) => out.push(cloud_figure("pca_in", "Head input (normalised residual)", c, &colours, &legend, st)),
@@ -75,7 +76,7 @@ pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec
         out.push(plot::matrix(
             &MatrixSpec {
                 name: "tag_cosine",
-                title: "Cosine between the tags (value vectors)",
+                title: "Cosines of the tags",
                 x_desc: "sink",
                 y_desc: "sink",
                 rows: s.len(),
@@ -85,6 +86,7 @@ pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec
                 col_labels: &names,
                 marks: &[],
                 numbers: true,
+                all_labels: true,
                 colour: &|v| draw::diverging(v),
                 masked: draw::MASKED,
                 bar: Some(ColourBar { title: "cosine", lo: -1.0, hi: 1.0, lo_text: None, map: &|v| draw::diverging(v) }),
@@ -101,7 +103,7 @@ pub fn tags(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec
 }
 
 /// The Release view: the strongest tag across later layers, and a later layer's PCA.
-pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> Vec<Figure> {
+pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, sink_colours: &[[u8; 3]], st: &Style) -> Vec<Figure> {
     let mut out = Vec::new();
     if view.tags.sinks.is_empty() {
         let msg = format!("layer {} head {} has no sink at eps = {eps}: it writes no tag", view.layer, view.head);
@@ -111,7 +113,7 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
     }
     let t = labels.len();
     let col_labels: Vec<String> = (0..t).map(|i| short(labels, i)).collect();
-    let marks: Vec<(usize, [u8; 3])> = view.tags.sinks.iter().enumerate().map(|(i, &k)| (k, sink_colour(i))).collect();
+    let marks: Vec<(usize, [u8; 3])> = view.tags.sinks.iter().zip(sink_colours).map(|(&k, &c)| (k, c)).collect();
     match &view.release {
         Some(rel) => {
             let m = rel.cosine.iter().flatten().fold(0.0f32, |m, v| if v.is_finite() { m.max(v.abs()) } else { m }).max(1e-6);
@@ -132,6 +134,7 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
                     col_labels: &col_labels,
                     marks: &marks,
                     numbers: false,
+                    all_labels: false,
                     colour: &|v| draw::diverging(v / m),
                     masked: draw::MASKED,
                     bar: Some(ColourBar { title: "cosine with the tag", lo: -m, hi: m, lo_text: None, map: &|v| draw::diverging(v / m) }),
@@ -152,8 +155,8 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
     }
     match &view.later {
         Some((ll, cloud)) => {
-            let colours = caught_colours(view);
-            let legend = caught_legend(view, labels);
+            let colours = caught_colours(view, sink_colours);
+            let legend = caught_legend(view, labels, sink_colours);
             out.push(cloud_figure("release_pca", &format!("Layer {ll} MLP input ({} layers later)", ll - view.layer), cloud, &colours, &legend, st));
         }
         None => out.push(plot::empty("release_pca", "Tokens in a later layer", "this is the last layer", st)),
@@ -162,13 +165,13 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, st: &Style) -> 
 }
 
 /// The All-heads view: the paper's Figure 3 for this prompt, and massive activations.
-pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &[TokenLabel], highlight: &[usize], st: &Style) -> Vec<Figure> {
+pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &[TokenLabel], highlight: &[usize], palette: &Palette, st: &Style) -> Vec<Figure> {
     let sink_labels: Vec<String> = (0..SINK_BINS).map(|k| if k + 1 == SINK_BINS { format!("{k}+") } else { k.to_string() }).collect();
     let hist = fig3.sinks_hist.iter().zip(&sink_labels).map(|(c, l)| format!("{l} sinks: {c} heads")).collect::<Vec<_>>().join(", ");
     let mut out = vec![plot::bars(
         &BarsSpec {
             name: "hist_sinks",
-            title: &format!("Sinks per head (eps = {eps}) · mean {}", fmt_sig(fig3.avg_sinks)),
+            title: &format!("Sinks per head · mean {}", fmt_sig(fig3.avg_sinks)),
             x_desc: "number of sinks",
             y_desc: "heads",
             labels: &sink_labels,
@@ -184,7 +187,7 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
     out.push(plot::bars(
         &BarsSpec {
             name: "hist_explained",
-            title: &format!("Output explained by the tags · median {}", fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())),
+            title: &format!("Explained by the tags · median {}", fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())),
             x_desc: "||A V U Uᵀ|| / ||A V||",
             y_desc: "heads with sinks",
             labels: &bins,
@@ -204,12 +207,11 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
         let t = labels.len();
         let x0 = massive[0].0 as f32;
         let mut series = Vec::with_capacity(t);
-        let mut rank = 0;
+        let colours = palette.for_sinks(highlight);
         for i in 0..t {
             let ys: Vec<f32> = massive.iter().map(|(_, m)| m.get(i).map_or(f32::NAN, |x| x.norm)).collect();
-            if highlight.contains(&i) {
-                series.push((format!("token {}", quoted(labels, i)), ys, sink_colour(rank), true));
-                rank += 1;
+            if let Some(r) = highlight.iter().position(|&h| h == i) {
+                series.push((format!("token {}", quoted(labels, i)), ys, colours[r], true));
             } else {
                 series.push((String::new(), ys, [175, 175, 185], false));
             }
@@ -255,6 +257,7 @@ pub fn heatmap(values: &[Option<f32>], t: usize, labels: &[TokenLabel], marks: &
             col_labels: &names,
             marks,
             numbers: false,
+            all_labels: false,
             colour: &scaled,
             masked: draw::MASKED,
             bar: Some(ColourBar { title: if scale == Scale::Log { "attention (log scale)" } else { "attention" }, lo: 0.0, hi: 1.0, lo_text, map: &draw::viridis }),

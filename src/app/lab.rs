@@ -130,7 +130,7 @@ impl Lab {
         figures.push(plot::scatter(
             &ScatterSpec {
                 name: "lab_pca",
-                title: &format!("Layer-1 head outputs of {PROBES} sequences"),
+                title: "Layer-1 head outputs (PCA)",
                 x_desc: &format!("PC1 ({:.0}% of variance)", 100.0 * p.explained[0]),
                 y_desc: &format!("PC2 ({:.0}%)", 100.0 * p.explained[1]),
                 points: &p.coords,
@@ -198,7 +198,7 @@ fn attention_figure(l: usize, a: &[f32], t: usize, tokens: &[String], sinks: &[u
     plot::matrix(
         &MatrixSpec {
             name: if l == 0 { "lab_attn1" } else { "lab_attn2" },
-            title: &format!("Layer {} attention · sinks: {}", l + 1, if names.is_empty() { "none".to_string() } else { names.join(", ") }),
+            title: &format!("Layer {} attention", l + 1),
             x_desc: "key",
             y_desc: "query",
             rows: t,
@@ -208,6 +208,7 @@ fn attention_figure(l: usize, a: &[f32], t: usize, tokens: &[String], sinks: &[u
             col_labels: tokens,
             marks: &marks,
             numbers: false,
+            all_labels: true,
             colour: &draw::viridis,
             masked: draw::MASKED,
             bar: Some(ColourBar { title: "attention", lo: 0.0, hi: 1.0, lo_text: None, map: &draw::viridis }),

@@ -432,6 +432,8 @@ pub struct MatrixSpec<'a> {
     pub marks: &'a [(usize, [u8; 3])],
     /// Write each cell's value (only for small matrices).
     pub numbers: bool,
+    /// Label every row and column (cells grow to fit the labels) instead of every k-th.
+    pub all_labels: bool,
     pub colour: &'a dyn Fn(f32) -> [u8; 3],
     pub masked: [u8; 3],
     pub bar: Option<ColourBar<'a>>,
@@ -454,7 +456,10 @@ pub fn matrix(spec: &MatrixSpec, st: &Style) -> Figure {
     let bottom = (text_width("M", font_px) * longest(spec.col_labels) as i32 + st.t(12.0)).max(st.t(24.0)) + st.t(22.0);
     let top = st.t(if spec.marks.is_empty() { 32.0 } else { 44.0 });
     let bar_h = if spec.bar.is_some() { st.t(52.0) } else { 0 };
-    let cell = (spec.max_px * st.scale / spec.rows.max(spec.cols).max(1) as f32).clamp(1.0, 48.0 * st.scale);
+    let mut cell = (spec.max_px * st.scale / spec.rows.max(spec.cols).max(1) as f32).clamp(1.0, 48.0 * st.scale);
+    if spec.all_labels {
+        cell = cell.max(font_px * 1.15);
+    }
     let (gw, gh) = ((cell * spec.cols as f32).ceil() as i32, (cell * spec.rows as f32).ceil() as i32);
     let w = (left + gw + st.t(16.0)).max(st.t(260.0)) as u32;
     let h = (top + gh + bottom + bar_h) as u32;
@@ -482,7 +487,7 @@ pub fn matrix(spec: &MatrixSpec, st: &Style) -> Figure {
         }
         root.draw(&Rectangle::new([(x0, y0), (x0 + gw, y0 + gh)], ShapeStyle::from(&MUTED).stroke_width(1)))?;
         let lfont = st.font(12.0);
-        let stride = label_stride(cell, font_px);
+        let stride = if spec.all_labels { 1 } else { label_stride(cell, font_px) };
         for (r, l) in spec.row_labels.iter().enumerate().filter(|(r, _)| r % stride == 0) {
             let y = y0 + ((r as f32 + 0.5) * cell) as i32;
             root.draw_text(&label_text(l, 14), &lfont.pos(Pos::new(HPos::Right, VPos::Center)), (x0 - st.t(5.0), y))?;
@@ -617,6 +622,7 @@ mod tests {
                 col_labels: &["a\n".into(), "b\u{4}".into()],
                 marks: &[(0, [230, 159, 0])],
                 numbers: true,
+                all_labels: false,
                 colour: &|v| [0, (v * 255.0) as u8, 0],
                 masked: [236, 236, 240],
                 bar: Some(ColourBar { title: "attention", lo: 0.0, hi: 1.0, lo_text: None, map: &|v| [0, (v * 255.0) as u8, 0] }),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::draw::{self, sink_colour, Bitmap};
+use super::draw::{self, Bitmap, Palette};
 use super::figures;
 use super::plot::{self, fmt_sig, Figure, Style};
 use super::prompt::{self, PromptFormat};
@@ -201,9 +201,12 @@ impl Frame {
 /// What the page asks for besides the state itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateOptions {
-    /// Select the best two-sink head of this prompt (the button, and a first visit).
+    /// Select the best two-sink head of this prompt (a first visit).
     #[serde(default)]
     pub pick_two_sink: bool,
+    /// Select the next two-sink head after the selected one, best first (the button).
+    #[serde(default)]
+    pub next_two_sink: bool,
     /// The tour has just entered `state.tour`: apply the step's preset (view, eps, head).
     #[serde(default)]
     pub enter_tour: bool,
@@ -217,6 +220,8 @@ struct RuleCache {
     rule: SinkRule,
     summary: SinkSummary,
     stats: Vec<HeadStats>,
+    /// One colour per token, the same in every head and view.
+    palette: Palette,
 }
 
 /// What the last analysis was computed for, to skip work when only the view changed.
@@ -235,7 +240,8 @@ impl Cached {
             let summary = SinkSummary::new(&self.alphas, rule);
             let tags = analysis::sink_head_tags(trace, &summary);
             let stats = heads::head_stats(trace, &self.alphas, &summary, &tags);
-            self.rule = Some(RuleCache { rule, summary, stats });
+            let palette = Palette::new(&summary.token_sink_heads);
+            self.rule = Some(RuleCache { rule, summary, stats, palette });
         }
         self.rule.as_ref().expect("set above")
     }
@@ -342,10 +348,23 @@ impl Session {
         // Picks: the two-sink button, a first visit, or a tour step's preset head.
         let pick = match (opts.enter_tour, state.tour) {
             (true, Some(step)) => tour::STEPS[step.min(tour::STEPS.len() - 1)].pick,
-            _ if opts.pick_two_sink => Pick::TwoSink,
+            _ if opts.pick_two_sink || opts.next_two_sink => Pick::TwoSink,
             _ => Pick::Keep,
         };
         let picked = match pick {
+            // The button walks the ranking: pressed on a two-sink head, it moves to the next one.
+            Pick::TwoSink if opts.next_two_sink && !opts.enter_tour => {
+                let ranking = heads::two_sink_ranking(&rc.stats);
+                let here = ranking.iter().position(|h| (h.layer, h.head) == (state.layer, state.head));
+                let i = here.map_or(0, |p| (p + 1) % ranking.len().max(1));
+                if i < ranking.len() {
+                    frame.notices.push(Notice::new(
+                        "pick",
+                        format!("Two-sink head {} of {} (best first, by how much of its output the tags explain); press again for the next.", i + 1, ranking.len()),
+                    ));
+                }
+                ranking.get(i).copied()
+            }
             Pick::TwoSink => heads::pick_two_sink(&rc.stats),
             Pick::FirstToken => heads::pick_first_token(&rc.stats),
             Pick::Keep => None,
@@ -357,6 +376,12 @@ impl Session {
                 frame.notices.push(Notice::new("pick", format!("No head has two sinks on this prompt at eps = {}; try a prompt with several sentences.", state.eps)))
             }
             None => {}
+        }
+        if rc.rule.n_candidates(enc.ids.len()) == 0 {
+            frame.notices.push(Notice::new(
+                "short",
+                format!("No token can be a sink yet: a sink needs at least {} queries looking at it. Type a few more words.", rc.rule.min_queries),
+            ));
         }
         let (l, h) = (state.layer, state.head);
         if cached.w_o.as_ref().is_none_or(|(k, _)| *k != (l, h)) {
@@ -571,7 +596,7 @@ impl Ctx<'_> {
             layer: v.layer,
             head: v.head,
             sinks: sinks.clone(),
-            sink_colors: (0..sinks.len()).map(|i| draw::css(sink_colour(i))).collect(),
+            sink_colors: self.rc.palette.for_sinks(sinks).into_iter().map(draw::css).collect(),
             alpha,
             rank: v.tags.rank,
             variance_explained: v.tags.variance_explained,
@@ -596,7 +621,7 @@ impl Ctx<'_> {
                 let Some(v) = self.view else { return };
                 let Some(pattern) = self.trace.pattern(v.layer, v.head) else { return };
                 let values = draw::heatmap_values(pattern, t, self.state.drop_first);
-                let marks: Vec<(usize, [u8; 3])> = v.tags.sinks.iter().enumerate().map(|(i, &k)| (k, sink_colour(i))).collect();
+                let marks: Vec<(usize, [u8; 3])> = v.tags.sinks.iter().copied().zip(self.rc.palette.for_sinks(&v.tags.sinks)).collect();
                 frame.bitmaps.push(("heatmap".into(), draw::heatmap(&values, t, self.state.scale)));
                 frame.bitmaps.push(("legend".into(), draw::legend(256, 1, false)));
                 frame.heat = Some(HeatInfo { t, marks: marks.iter().map(|&(k, c)| (k, draw::css(c))).collect(), log: self.state.scale == super::state::Scale::Log });
@@ -607,19 +632,19 @@ impl Ctx<'_> {
             }
             View::Tags => {
                 if let Some(v) = self.view {
-                    frame.figures = figures::tags(v, labels, eps, &st);
+                    frame.figures = figures::tags(v, labels, eps, &self.rc.palette.for_sinks(&v.tags.sinks), &st);
                 }
             }
             View::Release => {
                 if let Some(v) = self.view {
-                    frame.figures = figures::release(v, labels, eps, &st);
+                    frame.figures = figures::release(v, labels, eps, &self.rc.palette.for_sinks(&v.tags.sinks), &st);
                 }
             }
             View::Heads => {
                 let fig3 = heads::fig3(&self.rc.stats);
                 let massive = self.massive_by_layer();
                 let highlight = self.massive_highlight(&massive);
-                frame.figures = figures::heads(&fig3, eps, &massive, labels, &highlight, &st);
+                frame.figures = figures::heads(&fig3, eps, &massive, labels, &highlight, &self.rc.palette, &st);
             }
             View::Lab => {}
         }
@@ -643,7 +668,7 @@ impl Ctx<'_> {
     fn tour(&self, step: usize) -> TourFrame {
         let fig3 = heads::fig3(&self.rc.stats);
         let ml = mid(self.trace.n_layers());
-        let massive = self.massive_at(ml);
+        let massive = if step == 5 { self.massive_by_layer() } else { Vec::new() };
         let avg_at: Vec<(f32, f32)> = [0.1, EPS_PAPER, EPS_GU, 0.5].iter().map(|&e| (e, SinkSummary::new(&self.cached.alphas, SinkRule::new(e)).avg_sinks)).collect();
         let alpha = self.alpha_sel();
         tour::caption(
@@ -657,7 +682,8 @@ impl Ctx<'_> {
                 head: self.state.head,
                 view: self.view,
                 alpha: &alpha,
-                massive: massive.as_deref().map(|m| (ml, m)),
+                massive: &massive,
+                mid_layer: ml,
                 avg_sinks_at: &avg_at,
                 n_layers: self.trace.n_layers(),
             },

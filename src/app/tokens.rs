@@ -8,7 +8,9 @@ use crate::tokenizer::Tokenizer;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenLabel {
-    /// What to show: the token's text, or `\xE6\x97` byte notation for part of a character.
+    /// What to show: the token's text; for part of a character split over tokens, that character
+    /// with which piece this is (`我 1/2`), or `\xE6\x97` byte notation when the pieces form more
+    /// than a few characters.
     pub text: String,
     /// The token holds part of a character (its bytes are not valid UTF-8 on their own).
     pub partial: bool,
@@ -49,11 +51,13 @@ pub fn labels(tok: &Tokenizer, ids: &[u32]) -> Vec<TokenLabel> {
             j += 1;
         }
         let joined = String::from_utf8_lossy(&buf).trim().to_string();
+        let pieces = j - i;
         for k in i..j {
             if let Some(b) = &bytes[k] {
-                if std::str::from_utf8(b).is_err() || j - i > 1 {
-                    let whole = std::str::from_utf8(b).is_ok();
-                    out[k] = TokenLabel { text: if whole { out[k].text.clone() } else { byte_notation(b) }, partial: !whole, joined: (!whole).then(|| joined.clone()) };
+                if std::str::from_utf8(b).is_err() {
+                    let readable = joined.chars().count() <= 3 && !joined.contains('\u{FFFD}') && pieces > 1;
+                    let text = if readable { format!("{joined} {}/{pieces}", k - i + 1) } else { byte_notation(b) };
+                    out[k] = TokenLabel { text, partial: true, joined: Some(joined.clone()) };
                 }
             }
         }

@@ -34,8 +34,8 @@ pub struct Step {
 }
 
 pub const STEPS: [Step; TOUR_STEPS] = [
-    Step { title: "The first token is a sink", view: View::Heatmap, pick: Pick::FirstToken, eps: EPS_PAPER, focus: None },
-    Step { title: "Other sinks catch spans", view: View::Heatmap, pick: Pick::TwoSink, eps: EPS_PAPER, focus: None },
+    Step { title: "The first token is a sink", view: View::Heatmap, pick: Pick::FirstToken, eps: EPS_PAPER, focus: Some("heatmap") },
+    Step { title: "Other sinks catch spans", view: View::Heatmap, pick: Pick::TwoSink, eps: EPS_PAPER, focus: Some("heatmap") },
     Step { title: "Catch and tag: the head's output clusters by sink", view: View::Tags, pick: Pick::TwoSink, eps: EPS_PAPER, focus: Some("pca_out") },
     Step { title: "How many sinks do heads have?", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("hist_sinks") },
     Step { title: "Release: later layers still see the tags", view: View::Release, pick: Pick::TwoSink, eps: EPS_PAPER, focus: Some("release_map") },
@@ -56,8 +56,10 @@ pub struct Context<'a> {
     pub view: Option<&'a HeadView>,
     /// alpha of the selected head.
     pub alpha: &'a [f32],
-    /// The residual norms after a middle layer: (layer, per token).
-    pub massive: Option<(usize, &'a [Massive])>,
+    /// The residual norms of every token after every layer: (layer, per token).
+    pub massive: &'a [(usize, Vec<Massive>)],
+    /// The layer whose norms the caption quotes (a middle one).
+    pub mid_layer: usize,
     /// The average number of sinks per head at other thresholds: (eps, average).
     pub avg_sinks_at: &'a [(f32, f32)],
     pub n_layers: usize,
@@ -94,6 +96,41 @@ fn span(qs: &[usize]) -> String {
         (Some(a), Some(b)) => format!("{} tokens between {a} and {b}", qs.len()),
         _ => "no token".into(),
     }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+/// The median of `v` (0 when empty).
+fn median(mut v: Vec<f32>) -> f32 {
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Step 6: the token with the largest stream in the middle layer, from which layer on it stands out.
+fn massive_caption(c: &Context) -> String {
+    let Some((ml, m)) = c.massive.iter().find(|(l, _)| *l == c.mid_layer).filter(|(_, m)| m.len() > 1) else {
+        return "Type a longer prompt to compare the tokens' residual streams.".into();
+    };
+    let (imax, top) = m.iter().enumerate().fold((0, 0.0f32), |b, (i, x)| if x.norm > b.1 { (i, x.norm) } else { b });
+    let others = |m: &[Massive]| median(m.iter().enumerate().filter(|&(i, _)| i != imax).map(|(_, x)| x.norm).collect());
+    let med = others(m);
+    // the first layer from which the token's stream stays ten times the others' median up to here
+    let from = c.massive.iter().filter(|(l, _)| l <= ml).rev().take_while(|(_, m)| m.get(imax).is_some_and(|x| x.norm > 10.0 * others(m))).last().map(|(l, _)| *l);
+    let since = match from {
+        Some(l) if l < *ml => format!("From layer {l} on"),
+        _ => format!("After layer {ml}"),
+    };
+    format!(
+        "Sink tokens carry massive activations. {since}, token {imax} {} has a residual stream of norm about {} (after layer {ml}), {}× the median of the other tokens ({}); one channel alone reaches {}. The plot follows every token's norm through the layers.",
+        tok(c, imax),
+        fmt_sig(top),
+        fmt_sig(top / med.max(1e-6)),
+        fmt_sig(med),
+        fmt_sig(m[imax].max_abs)
+    )
 }
 
 /// The caption of `step` for the numbers in `c`.
@@ -145,10 +182,18 @@ pub fn caption(step: usize, c: &Context) -> TourFrame {
             Some(v) if !sinks.is_empty() => {
                 let g = |cl: Option<&crate::analysis::Cloud>| cl.and_then(|x| x.grouping).map(pct).unwrap_or_else(|| "–".into());
                 let groups = if sinks.len() >= 2 {
+                    // Sinks whose tags point the same way put their tokens in one cluster: say so.
+                    let cos = &v.tags.tag_cosine;
+                    let twins: Vec<String> = (0..sinks.len())
+                        .flat_map(|i| (i + 1..sinks.len()).map(move |j| (i, j)))
+                        .filter(|&(i, j)| cos.get(i).and_then(|r| r.get(j)).is_some_and(|&c| c > 0.8))
+                        .map(|(i, j)| format!("{} and {} write nearly the same tag (cosine {}), so their tokens share a cluster", tok(c, sinks[i]), tok(c, sinks[j]), fmt_sig(cos[i][j])))
+                        .collect();
                     format!(
-                        " Which sink caught a token explains {} of the output's variance, against {} of the input's.",
+                        " Which sink caught a token explains {} of the output's variance, against {} of the input's.{}",
                         g(Some(&v.output)),
-                        g(v.input.as_ref())
+                        g(v.input.as_ref()),
+                        if twins.is_empty() { String::new() } else { format!(" {}.", capitalise(&twins.join("; "))) }
                     )
                 } else {
                     " With one sink there is one tag: the caught tokens all move the same way.".into()
@@ -196,23 +241,7 @@ pub fn caption(step: usize, c: &Context) -> TourFrame {
             ),
             _ => format!("{here} has no sink at eps = {}: it writes no tag to release.", c.rule.eps),
         },
-        5 => match c.massive {
-            Some((ml, m)) if m.len() > 1 => {
-                let (imax, top) = m.iter().enumerate().fold((0, 0.0f32), |b, (i, x)| if x.norm > b.1 { (i, x.norm) } else { b });
-                let mut rest: Vec<f32> = m.iter().enumerate().filter(|&(i, _)| i != imax).map(|(_, x)| x.norm).collect();
-                rest.sort_by(f32::total_cmp);
-                let med = rest[rest.len() / 2];
-                format!(
-                    "Sink tokens carry massive activations. After layer {ml}, token {imax} {} has a residual stream of norm {}, {}× the median of the other tokens ({}); one channel alone reaches {}. The plot follows every token's norm through the layers.",
-                    tok(c, imax),
-                    fmt_sig(top),
-                    fmt_sig(top / med.max(1e-6)),
-                    fmt_sig(med),
-                    fmt_sig(m[imax].max_abs)
-                )
-            }
-            _ => "Type a longer prompt to compare the tokens' residual streams.".into(),
-        },
+        5 => massive_caption(c),
         6 => {
             let at: Vec<String> = c.avg_sinks_at.iter().map(|(e, avg)| format!("{} at eps = {e}", fmt_sig(*avg))).collect();
             format!(

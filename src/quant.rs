@@ -1,0 +1,399 @@
+//! Weights in their GGUF block formats, and `x · Wᵀ` computed on the blocks (CPU: native and wasm).
+//!
+//! A quantized matrix keeps the file's bytes: `n` rows, each `k / 32` blocks (Q4_0: an f16 scale and
+//! 16 bytes of 4-bit values; Q4_1: scale, minimum, 16 bytes; Q8_0: scale and 32 signed bytes). Two
+//! kernels compute on them, both exact up to float summation order (the activations stay f32):
+//! * **fused** (few input rows: the output head, one more typed token): each block is expanded in
+//!   registers (to exactly the value the reader's expansion gives: `q·d + m`) and multiplied into
+//!   the dot product at once. Factoring the scale out (`d·Σ q·x + m·Σ x`) would save an operation,
+//!   but the two large terms cancel on the model's massive activations and the result drifted from
+//!   the tiled kernel's beyond the incremental-forward test's bound, so it is not done;
+//! * **tiled** (many input rows): a few weight rows at a time are expanded to f32 for the
+//!   register-blocked kernel of [`crate::linear`], which multiplies every input row with them, so
+//!   each weight is decoded once per forward however long the prompt.
+//!
+//! The generic code is written for the compiler to vectorise; on x86-64 it is instantiated for
+//! AVX-512 and AVX2+FMA (chosen at run time), in wasm with SIMD128 (enabled for the whole build), and
+//! plain elsewhere. `tests` checks every variant against the portable one on random blocks.
+
+use crate::gguf::GgmlType;
+
+/// The block formats the kernels compute on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum QType {
+    F32,
+    Q4_0,
+    Q4_1,
+    Q8_0,
+}
+
+impl QType {
+    pub fn from_ggml(t: GgmlType) -> Option<Self> {
+        Some(match t {
+            GgmlType::F32 => Self::F32,
+            GgmlType::Q4_0 => Self::Q4_0,
+            GgmlType::Q4_1 => Self::Q4_1,
+            GgmlType::Q8_0 => Self::Q8_0,
+            _ => return None,
+        })
+    }
+
+    /// (values per block, bytes per block).
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            Self::F32 => (1, 4),
+            Self::Q4_0 => (32, 18),
+            Self::Q4_1 => (32, 20),
+            Self::Q8_0 => (32, 34),
+        }
+    }
+
+    /// Bytes of one row of `k` values (`k` a multiple of the block size).
+    pub fn row_bytes(self, k: usize) -> usize {
+        let (n, b) = self.block();
+        k / n * b
+    }
+
+    /// A small number identifying the type inside kernels and backend extensions.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::F32 => 0,
+            Self::Q4_0 => 2,
+            Self::Q4_1 => 3,
+            Self::Q8_0 => 8,
+        }
+    }
+
+    pub fn from_code(c: u32) -> Option<Self> {
+        [Self::F32, Self::Q4_0, Self::Q4_1, Self::Q8_0].into_iter().find(|t| t.code() == c)
+    }
+}
+
+/// IEEE half to single precision without a table or a branch for normal numbers (the block scales
+/// are read once per 32 weights, so this is on the hot path).
+#[inline(always)]
+pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
+    let h = u16::from_le_bytes([lo, hi]) as u32;
+    let sign = (h & 0x8000) << 16;
+    let exp = h & 0x7c00;
+    let mant = h & 0x03ff;
+    if exp == 0 {
+        // zero and subnormals: mant · 2^-24
+        let v = mant as f32 * (1.0 / 16_777_216.0);
+        return if sign != 0 { -v } else { v };
+    }
+    if exp == 0x7c00 {
+        return f32::from_bits(sign | 0x7f80_0000 | (mant << 13));
+    }
+    f32::from_bits(sign | ((exp + 0x1_c000) << 13) | (mant << 13))
+}
+
+/// Expand one row of blocks into `out` (exactly `gguf::dequantize`'s values).
+#[inline(always)]
+pub fn dequant_row(ty: QType, row: &[u8], out: &mut [f32]) {
+    match ty {
+        QType::F32 => out.iter_mut().zip(row.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        QType::Q4_0 => {
+            for (blk, o) in row.chunks_exact(18).zip(out.chunks_exact_mut(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                let qs = &blk[2..18];
+                for i in 0..16 {
+                    o[i] = ((qs[i] & 15) as i32 - 8) as f32 * d;
+                    o[16 + i] = ((qs[i] >> 4) as i32 - 8) as f32 * d;
+                }
+            }
+        }
+        QType::Q4_1 => {
+            for (blk, o) in row.chunks_exact(20).zip(out.chunks_exact_mut(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                let m = f16_to_f32(blk[2], blk[3]);
+                let qs = &blk[4..20];
+                for i in 0..16 {
+                    o[i] = (qs[i] & 15) as f32 * d + m;
+                    o[16 + i] = (qs[i] >> 4) as f32 * d + m;
+                }
+            }
+        }
+        QType::Q8_0 => {
+            for (blk, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                for i in 0..32 {
+                    o[i] = (blk[2 + i] as i8) as f32 * d;
+                }
+            }
+        }
+    }
+}
+
+/// Sum of 32 accumulator lanes in a fixed order.
+#[inline(always)]
+fn reduce(acc: &[f32; 32]) -> f32 {
+    let mut s = [0f32; 8];
+    for (i, v) in acc.iter().enumerate() {
+        s[i % 8] += v;
+    }
+    ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+}
+
+/// One input row times one weight row of blocks, each weight expanded in registers to exactly the
+/// value [`dequant_row`] gives (so both kernels multiply the same numbers; only the order of the
+/// sums differs).
+#[inline(always)]
+fn dot_row(ty: QType, w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 32];
+    match ty {
+        QType::F32 => {
+            for (c, xs) in w.chunks_exact(128).zip(x.chunks_exact(32)) {
+                for i in 0..32 {
+                    let b = &c[4 * i..4 * i + 4];
+                    acc[i] += f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * xs[i];
+                }
+            }
+        }
+        QType::Q4_0 => {
+            for (blk, xs) in w.chunks_exact(18).zip(x.chunks_exact(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                let qs = &blk[2..18];
+                for i in 0..16 {
+                    acc[i] += ((qs[i] & 15) as i32 - 8) as f32 * d * xs[i];
+                    acc[16 + i] += ((qs[i] >> 4) as i32 - 8) as f32 * d * xs[16 + i];
+                }
+            }
+        }
+        QType::Q4_1 => {
+            for (blk, xs) in w.chunks_exact(20).zip(x.chunks_exact(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                let m = f16_to_f32(blk[2], blk[3]);
+                let qs = &blk[4..20];
+                for i in 0..16 {
+                    acc[i] += ((qs[i] & 15) as f32 * d + m) * xs[i];
+                    acc[16 + i] += ((qs[i] >> 4) as f32 * d + m) * xs[16 + i];
+                }
+            }
+        }
+        QType::Q8_0 => {
+            for (blk, xs) in w.chunks_exact(34).zip(x.chunks_exact(32)) {
+                let d = f16_to_f32(blk[0], blk[1]);
+                for i in 0..32 {
+                    acc[i] += (blk[2 + i] as i8) as f32 * d * xs[i];
+                }
+            }
+        }
+    }
+    reduce(&acc)
+}
+
+/// Input rows below this use the fused kernel; from here on the tiled one (measured with
+/// `sinkscope bench`: see the README).
+pub const TILED_FROM_ROWS: usize = 4;
+
+/// Weight rows in blocks, expanded row by row for the tiled kernel.
+struct BlockRows<'a> {
+    w: &'a [u8],
+    ty: QType,
+    rb: usize,
+}
+
+impl crate::linear::Rows for BlockRows<'_> {
+    #[inline(always)]
+    fn fill(&self, j0: usize, nr: usize, k: usize, tile: &mut [f32]) {
+        for r in 0..nr {
+            let j = j0 + r;
+            dequant_row(self.ty, &self.w[j * self.rb..(j + 1) * self.rb], &mut tile[r * k..(r + 1) * k]);
+        }
+    }
+}
+
+/// out[t, j] = Σ_k x[t, k] · W[j, k] for `x` [t, k] (f32) and W [n, k] in blocks of `ty`.
+#[inline(always)]
+fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32], portable: bool) {
+    let rb = ty.row_bytes(k);
+    if t < TILED_FROM_ROWS {
+        for i in 0..t {
+            let xr = &x[i * k..(i + 1) * k];
+            let o = &mut out[i * n..(i + 1) * n];
+            for (j, oj) in o.iter_mut().enumerate() {
+                *oj = dot_row(ty, &w[j * rb..(j + 1) * rb], xr);
+            }
+        }
+        return;
+    }
+    // Tiled: a few rows at a time are expanded for the f32 kernel (each weight decoded once).
+    let rows = BlockRows { w, ty, rb };
+    if portable {
+        crate::linear::gemm_nt_portable(x, t, k, n, &rows, out)
+    } else {
+        crate::linear::gemm_nt(x, t, k, n, &rows, out)
+    }
+}
+
+/// Rows `ids` of W [n, k] (blocks of `ty`), expanded: [ids.len(), k]. Ids out of range give zeros.
+pub fn dequant_rows(w: &[u8], ty: QType, n: usize, k: usize, ids: &[u32], out: &mut [f32]) {
+    let rb = ty.row_bytes(k);
+    for (o, &id) in out.chunks_exact_mut(k).zip(ids) {
+        match (id as usize) < n {
+            true => dequant_row(ty, &w[id as usize * rb..(id as usize + 1) * rb], o),
+            false => o.fill(0.0),
+        }
+    }
+}
+
+/// Why a quantized product cannot be computed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantError {
+    #[error("row length {k} is not a multiple of the {ty:?} block size")]
+    RowNotBlockAligned { ty: QType, k: usize },
+    #[error("buffers too small: x {x} for {t}x{k}, weights {w} for {n} rows of {ty:?}, out {out}")]
+    Sizes { t: usize, k: usize, n: usize, ty: QType, x: usize, w: usize, out: usize },
+}
+
+fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f32]) -> Result<(), QuantError> {
+    if k % 32 != 0 {
+        return Err(QuantError::RowNotBlockAligned { ty, k });
+    }
+    if x.len() < t * k || w.len() < n * ty.row_bytes(k) || out.len() < t * n {
+        return Err(QuantError::Sizes { t, k, n, ty, x: x.len(), w: w.len(), out: out.len() });
+    }
+    Ok(())
+}
+
+/// out[t, j] = Σ_k x[t, k] · W[j, k], W [n, k] in blocks of `ty` (k a multiple of 32).
+pub fn matmul_nt_q(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    check(x, t, k, w, ty, n, out)?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked above); sizes were checked above.
+            unsafe { x86::matmul_nt_q_avx512(x, t, k, w, ty, n, out) };
+            return Ok(());
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked above).
+            unsafe { x86::matmul_nt_q_avx2(x, t, k, w, ty, n, out) };
+            return Ok(());
+        }
+    }
+    matmul_nt_q_generic(x, t, k, w, ty, n, out, false);
+    Ok(())
+}
+
+/// The portable build of the kernel (no target features), the yardstick of the tests.
+pub fn matmul_nt_q_portable(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    check(x, t, k, w, ty, n, out)?;
+    matmul_nt_q_generic(x, t, k, w, ty, n, out, true);
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{matmul_nt_q_generic, QType};
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn matmul_nt_q_avx2(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
+        matmul_nt_q_generic(x, t, k, w, ty, n, out, false)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn matmul_nt_q_avx512(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
+        matmul_nt_q_generic(x, t, k, w, ty, n, out, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{dequantize, GgmlType};
+
+    /// Random blocks of `ty` with small, realistic scales.
+    fn random_rows(ty: QType, n: usize, k: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut next = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as u32
+        };
+        let mut out = Vec::new();
+        for _ in 0..n * k / ty.block().0 {
+            let scale = |v: u32| half::f16::from_f32((v % 1000) as f32 / 40_000.0 - 0.005).to_bits().to_le_bytes();
+            match ty {
+                QType::F32 => out.extend(((next() % 2000) as f32 / 1000.0 - 1.0).to_le_bytes()),
+                QType::Q4_0 => {
+                    out.extend(scale(next()));
+                    out.extend((0..16).map(|_| next() as u8));
+                }
+                QType::Q4_1 => {
+                    out.extend(scale(next()));
+                    out.extend(scale(next()));
+                    out.extend((0..16).map(|_| next() as u8));
+                }
+                QType::Q8_0 => {
+                    out.extend(scale(next()));
+                    out.extend((0..32).map(|_| next() as u8));
+                }
+            }
+        }
+        out
+    }
+
+    fn ggml(ty: QType) -> GgmlType {
+        match ty {
+            QType::F32 => GgmlType::F32,
+            QType::Q4_0 => GgmlType::Q4_0,
+            QType::Q4_1 => GgmlType::Q4_1,
+            QType::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+
+    #[test]
+    fn half_conversion_matches_the_half_crate() {
+        for bits in (0u16..=u16::MAX).step_by(7).chain([0, 1, 0x3ff, 0x400, 0x7bff, 0x7c00, 0x8001, 0xfbff, 0xfc00]) {
+            let want = half::f16::from_bits(bits).to_f32();
+            let got = f16_to_f32(bits.to_le_bytes()[0], bits.to_le_bytes()[1]);
+            assert!(want.to_bits() == got.to_bits() || (want.is_nan() && got.is_nan()), "{bits:#x}: {want} vs {got}");
+        }
+    }
+
+    #[test]
+    fn expansion_equals_the_reader() {
+        for ty in [QType::F32, QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+            let (n, k) = (3, 96);
+            let w = random_rows(ty, n, k, 7);
+            let want = dequantize(ggml(ty), &w, n * k);
+            let mut got = vec![0.0; n * k];
+            dequant_rows(&w, ty, n, k, &[0, 1, 2], &mut got);
+            assert_eq!(got, want, "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn every_variant_agrees_with_the_portable_one_and_with_f32() {
+        for ty in [QType::F32, QType::Q4_0, QType::Q4_1, QType::Q8_0] {
+            for (t, k, n) in [(1, 32, 1), (1, 64, 7), (2, 576, 9), (3, 96, 5), (4, 64, 4), (5, 160, 13), (14, 576, 37), (17, 96, 6)] {
+                let x: Vec<f32> = (0..t * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+                let w = random_rows(ty, n, k, (t * 1000 + n) as u64);
+                let dense = dequantize(ggml(ty), &w, n * k);
+                let mut want = vec![0.0; t * n];
+                crate::linear::matmul_nt_portable(&x, &dense, &mut want, t, k, n);
+                let mut port = vec![0.0; t * n];
+                matmul_nt_q_portable(&x, t, k, &w, ty, n, &mut port).unwrap();
+                let mut fast = vec![0.0; t * n];
+                matmul_nt_q(&x, t, k, &w, ty, n, &mut fast).unwrap();
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                for i in 0..t * n {
+                    assert!((port[i] - want[i]).abs() <= 2e-5 * scale, "{ty:?} {t}x{k}x{n} portable at {i}: {} vs {}", port[i], want[i]);
+                    assert!((fast[i] - want[i]).abs() <= 2e-5 * scale, "{ty:?} {t}x{k}x{n} fast at {i}: {} vs {}", fast[i], want[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_are_errors_not_panics() {
+        let w = random_rows(QType::Q4_1, 2, 64, 1);
+        let mut out = vec![0.0; 2];
+        assert!(matches!(matmul_nt_q(&[0.0; 63], 1, 63, &w, QType::Q4_1, 2, &mut out), Err(QuantError::RowNotBlockAligned { .. })));
+        assert!(matches!(matmul_nt_q(&[0.0; 64], 1, 64, &w[..30], QType::Q4_1, 2, &mut out), Err(QuantError::Sizes { .. })));
+        let mut rows = vec![1.0; 128];
+        dequant_rows(&w, QType::Q4_1, 2, 64, &[1, 9], &mut rows);
+        assert!(rows[64..].iter().all(|&v| v == 0.0), "an id out of range gives zeros");
+    }
+}

@@ -1,0 +1,295 @@
+//! The model's matrices on a burn device, in their GGUF block formats, and `x · Wᵀ` on them.
+//!
+//! A [`Weight`] is either dense f32 (norms, and matrices of types the block kernels do not cover,
+//! expanded at load) or the file's own blocks ([`QType`]) kept as 32-bit words in an integer tensor,
+//! so a model takes about its file's size in memory, not four times it. The products run through a
+//! burn backend extension with one implementation per backend:
+//! * CPU (`flex`): [`crate::quant`]'s block kernels and [`crate::linear`]'s f32 kernel;
+//! * WebGPU (`Cube`): kernels that read the blocks and expand them inside the product
+//!   ([`crate::gpu`]); dense weights use burn's matmul.
+
+use burn::backend::backend_extension;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+use crate::gguf::{Gguf, GgufError};
+use crate::quant::QType;
+
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", target_arch = "wasm32")))]
+pub trait LinearBackend: burn::backend::Backend {
+    /// x [T, K] times wᵀ, w [N, K] f32 -> [T, N].
+    fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// x [T, K] times Wᵀ for W [n, k] stored as blocks of the [`QType`] with code `ty`, in u32
+    /// words (little-endian bytes) -> [T, n].
+    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
+    /// Rows `ids` of W [n, k] (blocks of `ty` in u32 words), expanded: [len(ids), k].
+    fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
+}
+
+mod flex_impl {
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::ops::FloatTensorOps;
+    use burn::backend::tensor::{FloatTensor, IntTensor};
+    use burn::backend::{DType, Flex};
+    use burn::prelude::*;
+
+    use super::LinearBackend;
+    use crate::quant::{self, QType};
+
+    /// The bytes of a tensor of u32 (or i32) words.
+    fn word_bytes(w: &FlexTensor) -> Option<&[u8]> {
+        match w.dtype() {
+            DType::U32 => w.as_slice::<u32>().map(bytemuck::cast_slice),
+            DType::I32 => w.as_slice::<i32>().map(bytemuck::cast_slice),
+            _ => None,
+        }
+    }
+
+    fn contiguous(t: FlexTensor) -> FlexTensor {
+        if t.is_contiguous() {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    }
+
+    impl LinearBackend for Flex {
+        fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (xs, ws) = (x.layout().shape().clone(), w.layout().shape().clone());
+            if x.dtype() != DType::F32 || w.dtype() != DType::F32 || xs.num_dims() != 2 || ws.num_dims() != 2 || xs[1] != ws[1] {
+                return Self::float_matmul(x, Self::float_transpose(w));
+            }
+            let (t, k, n) = (xs[0], xs[1], ws[0]);
+            let (x, w) = (contiguous(x), contiguous(w));
+            let (Some(xd), Some(wd)) = (x.as_slice::<f32>(), w.as_slice::<f32>()) else {
+                return Self::float_matmul(x, Self::float_transpose(w));
+            };
+            let mut out = vec![0.0f32; t * n];
+            crate::linear::matmul_nt(xd, wd, &mut out, t, k, n);
+            FlexTensor::from_data(TensorData::new(out, [t, n]))
+        }
+
+        fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+            let x = contiguous(x);
+            let t = x.layout().shape()[0];
+            let mut out = vec![0.0f32; t * n];
+            // The shapes were checked when the weight was built; a failure here is a bug, and the
+            // output stays zero rather than bringing the worker down.
+            if let (Some(xd), Some(wb), Some(qt)) = (x.as_slice::<f32>(), word_bytes(&w), QType::from_code(ty)) {
+                if let Err(e) = quant::matmul_nt_q(xd, t, k, wb, qt, n, &mut out) {
+                    debug_assert!(false, "qmatmul_nt: {e}");
+                }
+            }
+            FlexTensor::from_data(TensorData::new(out, [t, n]))
+        }
+
+        fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+            let ids = contiguous(ids);
+            let ids: Vec<u32> = match ids.dtype() {
+                DType::I64 => ids.as_slice::<i64>().unwrap_or(&[]).iter().map(|&i| i as u32).collect(),
+                DType::I32 => ids.as_slice::<i32>().unwrap_or(&[]).iter().map(|&i| i as u32).collect(),
+                DType::U32 => ids.as_slice::<u32>().unwrap_or(&[]).to_vec(),
+                _ => Vec::new(),
+            };
+            let mut out = vec![0.0f32; ids.len() * k];
+            if let (Some(wb), Some(qt)) = (word_bytes(&w), QType::from_code(ty)) {
+                quant::dequant_rows(wb, qt, n, k, &ids, &mut out);
+            }
+            FlexTensor::from_data(TensorData::new(out, [ids.len(), k]))
+        }
+    }
+}
+
+#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+impl LinearBackend for burn::backend::Cube {
+    fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
+        use burn::backend::ops::FloatTensorOps;
+        Self::float_matmul(x, Self::float_transpose(w))
+    }
+
+    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+        crate::gpu::qmatmul_nt(x, w, ty, n, k)
+    }
+
+    fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+        crate::gpu::qrows(w, ids, ty, n, k)
+    }
+}
+
+/// A matrix on the host: `n` rows of `k` values, as blocks of `ty` (F32: plain little-endian f32).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostMatrix {
+    pub ty: QType,
+    pub n: usize,
+    pub k: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Why a weight matrix cannot be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WeightError {
+    #[error("model file: {0}")]
+    Gguf(#[from] GgufError),
+    #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
+    Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    #[error("tensor {name:?}: rows of {k} values are not a whole number of 32-value blocks")]
+    NotBlockAligned { name: String, k: usize },
+}
+
+impl HostMatrix {
+    /// Tensor `name` as `rows` x `cols` (ggml: `cols` contiguous), kept in its block format when the
+    /// kernels cover it, else expanded to f32.
+    pub fn from_gguf(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Self, WeightError> {
+        let info = g.tensor(name)?;
+        let shape = info.shape();
+        if shape != [rows, cols] {
+            return Err(WeightError::Shape { name: name.into(), expected: vec![rows, cols], found: shape });
+        }
+        let bytes = g.tensor_bytes(info)?;
+        match QType::from_ggml(info.ggml_type) {
+            Some(ty) if ty != QType::F32 && cols % 32 != 0 => Err(WeightError::NotBlockAligned { name: name.into(), k: cols }),
+            Some(ty) => Ok(Self { ty, n: rows, k: cols, bytes: bytes.to_vec() }),
+            None => {
+                let (data, _) = g.tensor_f32(name)?;
+                Ok(Self { ty: QType::F32, n: rows, k: cols, bytes: bytemuck::cast_slice(&data).to_vec() })
+            }
+        }
+    }
+
+    /// The same rows in another order: row r of the result is row `map(r)` of `self`.
+    pub fn permute_rows(self, map: impl Fn(usize) -> usize) -> Self {
+        let rb = self.ty.row_bytes(self.k);
+        let mut bytes = Vec::with_capacity(self.bytes.len());
+        for r in 0..self.n {
+            let src = map(r);
+            bytes.extend_from_slice(&self.bytes[src * rb..(src + 1) * rb]);
+        }
+        Self { bytes, ..self }
+    }
+
+    /// Expanded to f32 [n, k].
+    pub fn to_f32(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.n * self.k];
+        let rb = self.ty.row_bytes(self.k);
+        for (r, o) in out.chunks_exact_mut(self.k.max(1)).enumerate() {
+            crate::quant::dequant_row(self.ty, &self.bytes[r * rb..(r + 1) * rb], o);
+        }
+        out
+    }
+}
+
+/// A matrix on a burn device.
+#[derive(Debug, Clone)]
+pub enum Weight {
+    /// f32 [n, k].
+    Dense(Tensor<2>),
+    /// The GGUF blocks of `ty` in u32 words.
+    Blocks { words: Tensor<1, Int>, ty: QType, n: usize, k: usize },
+}
+
+impl Weight {
+    pub fn upload(m: HostMatrix, device: &Device) -> Self {
+        if m.ty == QType::F32 {
+            let data: Vec<f32> = bytemuck::pod_collect_to_vec(&m.bytes);
+            return Self::Dense(Tensor::from_data(TensorData::new(data, [m.n, m.k]), device));
+        }
+        let mut bytes = m.bytes;
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let len = words.len();
+        let words = Tensor::from_data(TensorData::new(words, [len]), (device, DType::U32));
+        Self::Blocks { words, ty: m.ty, n: m.n, k: m.k }
+    }
+
+    /// (rows, columns).
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            Self::Dense(w) => w.dims(),
+            Self::Blocks { n, k, .. } => [*n, *k],
+        }
+    }
+
+    /// Bytes this weight takes on its device.
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Self::Dense(w) => w.shape().num_elements() * 4,
+            Self::Blocks { words, .. } => words.shape().num_elements() * 4,
+        }
+    }
+
+    /// x [T, k] · Wᵀ -> [T, n].
+    pub fn matmul_nt(&self, x: Tensor<2>) -> Tensor<2> {
+        type D = burn::backend::Dispatch;
+        match self {
+            Self::Dense(w) => Tensor::from_dispatch(<D as LinearBackend>::matmul_nt(x.into_dispatch(), w.clone().into_dispatch())),
+            Self::Blocks { words, ty, n, k } => Tensor::from_dispatch(<D as LinearBackend>::qmatmul_nt(x.into_dispatch(), words.clone().into_dispatch(), ty.code(), *n, *k)),
+        }
+    }
+
+    /// Rows `ids` (an embedding lookup) -> [len, k].
+    pub fn rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        type D = burn::backend::Dispatch;
+        match self {
+            Self::Dense(w) => w.clone().select(0, ids),
+            Self::Blocks { words, ty, n, k } => Tensor::from_dispatch(<D as LinearBackend>::qrows(words.clone().into_dispatch(), ids.into_dispatch(), ty.code(), *n, *k)),
+        }
+    }
+
+    /// The whole matrix expanded to f32 on the host, [n, k] row-major (for analysis: W_O slices).
+    pub async fn to_host_f32(&self) -> Result<Vec<f32>, String> {
+        match self {
+            Self::Dense(w) => w.clone().into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}")),
+            Self::Blocks { words, ty, n, k } => {
+                let words = words.clone().into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<u32>().map_err(|e| format!("{e:?}"))?;
+                let bytes: &[u8] = bytemuck::cast_slice(&words);
+                let m = HostMatrix { ty: *ty, n: *n, k: *k, bytes: bytes[..ty.row_bytes(*k) * n].to_vec() };
+                Ok(m.to_f32())
+            }
+        }
+    }
+}
+
+/// Several matrices applied to the same input, their outputs side by side (Q, K and V; gate and up):
+/// one product when they share a block format, else one each.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    parts: Vec<Weight>,
+}
+
+impl Linear {
+    /// Stack `mats` (same `k`) along their rows, merging those of one format into one weight.
+    pub fn stack(mats: Vec<HostMatrix>, device: &Device) -> Self {
+        let mut merged: Vec<HostMatrix> = Vec::new();
+        for m in mats {
+            match merged.last_mut() {
+                Some(last) if last.ty == m.ty && last.k == m.k => {
+                    last.bytes.extend_from_slice(&m.bytes);
+                    last.n += m.n;
+                }
+                _ => merged.push(m),
+            }
+        }
+        Self { parts: merged.into_iter().map(|m| Weight::upload(m, device)).collect() }
+    }
+
+    pub fn single(m: HostMatrix, device: &Device) -> Self {
+        Self { parts: vec![Weight::upload(m, device)] }
+    }
+
+    /// x [T, k] -> [T, Σ n].
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self.parts.as_slice() {
+            [one] => one.matmul_nt(x),
+            parts => Tensor::cat(parts.iter().map(|p| p.matmul_nt(x.clone())).collect(), 1),
+        }
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.parts.iter().map(Weight::size_bytes).sum()
+    }
+
+    pub fn parts(&self) -> &[Weight] {
+        &self.parts
+    }
+}
