@@ -2,9 +2,9 @@
 # Both install what they need (idempotent): the model from PyPI, the wasm toolchain, Chromium.
 
 PORT ?= 8080
-export PATH := $(CURDIR)/tools/node_modules/.bin:$(HOME)/.cargo/bin:$(PATH)
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: serve test model tools tools-browser check-wasm web test-native test-e2e bench bench-web clean
+.PHONY: serve test model tools tools-browser web test-native test-e2e bench bench-web bench-peers clean
 
 model:
 	scripts/fetch-model.sh
@@ -15,19 +15,14 @@ tools:
 tools-browser:
 	scripts/setup-tools.sh --browser
 
-# The library (gguf, tokenizer, model, analysis, app, web worker) builds for the browser. A release
-# build is a superset of `cargo check --lib --target wasm32-unknown-unknown` and shares every artifact
-# with the Trunk build that follows, so the proof costs no extra compile time.
-check-wasm: tools
-	cargo build --lib --release --target wasm32-unknown-unknown
-
-# Release build of the page into dist/ with Trunk (offline; see Trunk.toml).
-web: model tools check-wasm
-	trunk build --release
+# The page in dist/: both workers built for the browser (wasm-bindgen, wasm-opt), the page's files,
+# gzip copies for scripts/serve.py (the model is not compressed: 4-bit weights barely shrink).
+web: model tools
+	scripts/build-web.sh
 
 serve: web
-	@echo "sinkscope: open http://127.0.0.1:$(PORT)/  (Ctrl-C to stop)"
-	python3 -m http.server $(PORT) --bind 127.0.0.1 --directory dist
+	@echo "sinkscope: serving dist/ (Ctrl-C to stop); open the address below"
+	python3 scripts/serve.py --port $(PORT) --dir dist
 
 test: model tools-browser test-native web test-e2e
 
@@ -47,6 +42,11 @@ bench: model
 # Browser benchmark (headless Chromium on this machine).
 bench-web: model tools-browser web
 	node tests/e2e/bench.mjs
+
+# sinkscope against candle (f32 and quantized) on the same file, ratios within one run (builds candle
+# in bench/peers the first time). Not part of `make test`.
+bench-peers: model tools-browser web
+	scripts/bench-peers.sh
 
 clean:
 	cargo clean

@@ -10,7 +10,7 @@
 pub mod analysis;
 pub mod app;
 pub mod gguf;
-#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+#[cfg(feature = "wgpu")]
 pub mod gpu;
 pub mod linear;
 pub mod model;

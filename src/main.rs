@@ -16,6 +16,7 @@ mod cli {
     use std::collections::HashMap;
     use std::time::Instant;
 
+    use serde_json::json;
     use sinkscope::analysis::{self, sinks};
     use sinkscope::app::prompt::{self, PromptFormat};
     use sinkscope::app::{self as app};
@@ -193,12 +194,18 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
     pub const PROMPT_A: &str = "The capital of France is Paris. The capital of Germany is Berlin.";
 
     fn bench(args: &[String]) -> Result<(), String> {
-        let a = Args::parse(args, &[])?;
+        let a = Args::parse(args, &["json"])?;
         a.check_known(&["model", "runs"])?;
         let path = a.get("model").unwrap_or(DEFAULT_MODEL);
         let runs: usize = a.num("runs", 15)?;
+        let json = a.flag("json");
         let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "(rayon default)".into());
-        println!("sinkscope bench: CPU backend (burn flex), RAYON_NUM_THREADS={threads}, {runs} runs, median [min..max]");
+        let say = |line: String| {
+            if !json {
+                println!("{line}");
+            }
+        };
+        say(format!("sinkscope bench: CPU backend (burn flex), RAYON_NUM_THREADS={threads}, {runs} runs, median [min..max]"));
         let t0 = Instant::now();
         let bytes = read_model(path)?;
         let read_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -210,29 +217,43 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
             loaded = Some(app::load(&bytes, &device).map(|l| (l.tok, l.engine)).map_err(|e| e.to_string())?);
             load_times.push(t1.elapsed().as_secs_f64() * 1e3);
         }
-        let (tok, engine) = loaded.ok_or("no model")?;
-        println!("load: read {read_ms:.0} ms + parse/dequantize/upload {:.0} ms (median of 3)", median(load_times));
+        let (tok, mut engine) = loaded.ok_or("no model")?;
+        let load_ms = median(load_times);
+        say(format!("load: read {read_ms:.0} ms + parse/upload {load_ms:.0} ms (median of 3); weights take {:.1} MB ({} MB file)", engine.model.weight_bytes() as f64 / 1e6, bytes.len() / 1_000_000));
         let ids_a = tok.encode(PROMPT_A).map_err(|e| e.to_string())?;
         let ids_64 = tok.encode(PROMPT_64).map_err(|e| e.to_string())?;
         if ids_64.len() != 64 {
             return Err(format!("the 64-token benchmark prompt has {} tokens", ids_64.len()));
         }
+        let mut rows = Vec::new();
+        for (name, ids) in [("prompt a", &ids_a), ("64-token", &ids_64)] {
+            for (key, label, opts) in [
+                ("forward", "forward, last logits, no trace", TraceOptions { layers: Some(vec![]), keep_z: false, keep_resid: false, all_logits: false }),
+                ("trace", "forward + full trace, last logits", TraceOptions::default()),
+                ("trace_all_logits", "forward + full trace, all logits", TraceOptions::full()),
+            ] {
+                let (m, lo, hi) = time_runs(runs, || block_on(engine.forward(ids, &opts)).map(drop).map_err(|e| e.to_string()))?;
+                say(format!("{name:>9} (T={:>3}) {label:<36} {m:8.1} ms [{lo:.1}..{hi:.1}]", ids.len()));
+                rows.push(json!({"what": key, "t": ids.len(), "median_ms": m, "min_ms": lo, "max_ms": hi}));
+            }
+        }
+        // One more token after the 64-token prompt: the incremental forward computes only it.
+        let mut ids_65 = ids_64.clone();
+        ids_65.push(ids_64[ids_64.len() - 1]);
+        let opts = TraceOptions::default();
+        let mut flip = false;
+        let (m, lo, hi) = time_runs(runs, || {
+            flip = !flip;
+            block_on(engine.run(if flip { &ids_65 } else { &ids_64 }, &opts)).map(drop).map_err(|e| e.to_string())
+        })?;
+        say(format!(" one more (T= 64) incremental forward + full trace       {m:8.1} ms [{lo:.1}..{hi:.1}]"));
+        rows.push(json!({"what": "one_more_token", "t": 64, "median_ms": m, "min_ms": lo, "max_ms": hi}));
+        // Analysis cost beside the forward it analyses.
         let mut ids_256 = ids_64.clone();
         while ids_256.len() < 256 {
             ids_256.extend_from_slice(&ids_64);
         }
         ids_256.truncate(256);
-        for (name, ids) in [("prompt a", &ids_a), ("64-token", &ids_64)] {
-            for (label, opts) in [
-                ("forward, last logits, no trace", TraceOptions { layers: Some(vec![]), keep_z: false, keep_resid: false, all_logits: false }),
-                ("forward + full trace, last logits", TraceOptions::default()),
-                ("forward + full trace, all logits", TraceOptions::full()),
-            ] {
-                let (m, lo, hi) = time_runs(runs, || block_on(engine.forward(ids, &opts)).map(drop).map_err(|e| e.to_string()))?;
-                println!("{name:>9} (T={:>3}) {label:<36} {m:8.1} ms [{lo:.1}..{hi:.1}]", ids.len());
-            }
-        }
-        // Analysis cost beside the forward it analyses.
         for ids in [&ids_64, &ids_256] {
             let trace = block_on(engine.forward(ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
             let (fwd, _, _) = time_runs(runs.min(5), || block_on(engine.forward(ids, &TraceOptions::default())).map(drop).map_err(|e| e.to_string()))?;
@@ -247,11 +268,16 @@ The capital of Greece is Athens. The capital of Norway is Oslo. The";
                 std::hint::black_box((r, v));
                 Ok(())
             })?;
-            println!(
+            say(format!(
                 "analysis  (T={:>3}) report + selected-head view        {m:8.1} ms [{lo:.1}..{hi:.1}]  ({:.1}% of its forward, {fwd:.0} ms)",
                 ids.len(),
                 100.0 * m / fwd
-            );
+            ));
+            rows.push(json!({"what": "analysis", "t": ids.len(), "median_ms": m, "min_ms": lo, "max_ms": hi, "forward_ms": fwd}));
+        }
+        if json {
+            let doc = json!({"peer": "sinkscope", "threads": threads, "runs": runs, "load_ms": load_ms, "weight_bytes": engine.model.weight_bytes(), "file_bytes": bytes.len(), "ids_a": ids_a, "ids_64": ids_64, "rows": rows});
+            println!("{doc}");
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use burn::tensor::DType;
 use crate::gguf::{Gguf, GgufError};
 use crate::quant::QType;
 
-#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", target_arch = "wasm32")))]
+#[backend_extension(Flex, Cube: cfg(feature = "wgpu"))]
 pub trait LinearBackend: burn::backend::Backend {
     /// x [T, K] times wᵀ, w [N, K] f32 -> [T, N].
     fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -101,7 +101,7 @@ mod flex_impl {
     }
 }
 
-#[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+#[cfg(feature = "wgpu")]
 impl LinearBackend for burn::backend::Cube {
     fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self> {
         use burn::backend::ops::FloatTensorOps;

@@ -5,12 +5,15 @@
 
 const $ = (id) => document.getElementById(id);
 const MODEL_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+// Two builds of the same worker (scripts/build-web.sh): the small CPU one, and the WebGPU one.
+const WORKERS = { cpu: { loader: "./sinkscope_loader.js", name: "sinkscope" }, webgpu: { loader: "./sinkscope-webgpu_loader.js", name: "sinkscope-webgpu" } };
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
 const VIEWS = ["heatmap", "tags", "release", "heads", "lab"];
 const GRID_MODES = ["alpha", "sinks", "explained"];
 
 let worker = null;
+let workerKind = null;     // "cpu" | "webgpu": which build runs
 let state = null;          // the current ViewState (shape defined by Rust's app::state::ViewState)
 let seq = 0;               // last update sent
 let ready = false;         // model loaded in the current worker
@@ -76,11 +79,38 @@ function send(msg) {
   worker.postMessage(msg);
 }
 
-function startWorker() {
+// Which worker a backend choice needs ("cpu", "webgpu" or null for automatic), and why the CPU one
+// when WebGPU was not asked for: a hardware adapter gets the WebGPU worker; a software one (WebGPU's
+// fallback flag, or SwiftShader: a CPU emulation far slower than the CPU path) is never chosen by itself.
+async function workerFor(choice) {
+  if (choice === "cpu" || choice === "webgpu") return { kind: choice };
+  if (!navigator.gpu) return { kind: "cpu", why: "WebGPU is not available here (this browser has no WebGPU); running on the CPU." };
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter(); } catch (e) { /* no adapter */ }
+  if (!adapter) return { kind: "cpu", why: "WebGPU is not available here (this browser offers no WebGPU adapter); running on the CPU." };
+  const info = adapter.info || {};
+  const desc = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+  if (adapter.isFallbackAdapter || info.isFallbackAdapter || /swiftshader/i.test(desc)) {
+    return { kind: "cpu", why: `This browser offers only a software WebGPU adapter (${desc || "fallback"}), which is much slower than the CPU path; running on the CPU. Choose WebGPU in the Backend menu to use it anyway.` };
+  }
+  return { kind: "webgpu" };
+}
+
+let pendingWhy = null; // the reason for the CPU worker, shown once the page's notices are reset
+
+async function startFor(choice) {
+  const { kind, why } = await workerFor(choice);
+  pendingWhy = why || null;
+  if (why) notice(why, "backend");
+  startWorker(kind);
+}
+
+function startWorker(kind = workerKind || "cpu") {
   if (worker) worker.terminate();
   ready = false;
   labShown = false;
-  worker = new Worker("./sinkscope_loader.js", { type: "module" });
+  workerKind = kind;
+  worker = new Worker(WORKERS[kind].loader, { type: "module" });
   document.body.dataset.workers = Number(document.body.dataset.workers || 0) + 1; // for tests
   worker.onmessage = (ev) => onMessage(ev.data);
   const mine = worker;
@@ -112,11 +142,11 @@ function initModel() {
 function onFatal(msg) {
   clearTimeout(slowTimer);
   if (msg.kind === "device-lost" && !gpuLostOnce) {
-    // A lost GPU device: fall back to the CPU and re-run the current prompt.
+    // A lost GPU device: fall back to the CPU worker and re-run the current prompt.
     gpuLostOnce = true;
     notice("The GPU device was lost; switched to the CPU and re-ran the prompt.", "backend");
     state.backend = "cpu";
-    startWorker();
+    startWorker("cpu");
     return;
   }
   fail(msg.kind === "device-lost" ? `The GPU device was lost: ${msg.message}` : `The model stopped with an internal error (please report it): ${msg.message}`);
@@ -132,8 +162,8 @@ function onMessage(msg) {
       state = msg.state;
       msg.notices.forEach((n) => notice(n));
       applyStateToControls();
-      if (!ready || (state.backend || null) !== loadedChoice) initModel();
-      else update();
+      if (ready && (state.backend || null) === loadedChoice) update();
+      else switchBackend(); // a link can ask for the other worker build
       break;
     case "progress": {
       const pc = msg.total > 0 ? Math.min(100, (100 * msg.loaded) / msg.total) : 0;
@@ -203,7 +233,7 @@ function update(opts = {}) {
           run: () => { state.backend = "cpu"; applyStateToControls(); initModel(); },
         });
       }
-    }, SLOW_GPU_MS);
+    }, window.sinkscopeSlowGpuMs || SLOW_GPU_MS);
   }
 }
 
@@ -288,6 +318,8 @@ function draw(f, names, pixels, heatValues) {
   st.dataset.forwardMs = f.timing ? num(f.timing.forward_ms, 1) : "";
   st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
   st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
+  st.dataset.wasmMemory = f.timing && f.timing.wasm_memory_bytes != null ? f.timing.wasm_memory_bytes : "";
+  st.dataset.gpuBuffers = f.timing && f.timing.gpu_buffer_peak_bytes != null ? `${f.timing.gpu_buffer_bytes} ${f.timing.gpu_buffer_peak_bytes}` : "";
   setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
   keepOfflineCopy();
 }
@@ -700,10 +732,20 @@ $("drop-first").addEventListener("change", () => { state.drop_first = $("drop-fi
 $("grid-colour").addEventListener("change", () => { state.grid = $("grid-colour").value; update(); });
 $("later").addEventListener("change", () => { state.later = Number($("later").value); update(); });
 $("pick-two-sink").addEventListener("click", () => update({ next_two_sink: true }));
+// Load the model for `state.backend`: in this worker when it is the right build (the model comes
+// back from Cache Storage), else in the other build of the worker.
+async function switchBackend() {
+  const { kind, why } = await workerFor(state.backend);
+  dropNotice("backend");
+  if (why) notice(why, "backend");
+  if (kind === workerKind) initModel();
+  else startWorker(kind);
+}
+
 $("backend-choice").addEventListener("change", () => {
   state.backend = $("backend-choice").value || null;
   gpuLostOnce = false;
-  initModel(); // same worker; the model comes back from Cache Storage
+  switchBackend();
 });
 $("overview").addEventListener("click", (ev) => {
   const c = ev.target.closest("[data-testid=head-cell]");
@@ -777,7 +819,7 @@ $("copy-link").addEventListener("click", async () => {
 $("retry").addEventListener("click", () => {
   $("failure").hidden = true;
   gpuLostOnce = false;
-  startWorker();
+  startWorker(workerKind);
 });
 // A new fragment (back/forward, an edited link) is decoded by the running worker: the model stays.
 window.addEventListener("hashchange", () => {
@@ -811,7 +853,8 @@ let offlineAsked = false;
 function keepOfflineCopy() {
   if (offlineAsked || !("serviceWorker" in navigator)) return;
   offlineAsked = true;
-  navigator.serviceWorker.register("sw.js").catch((e) => console.warn("sinkscope: no offline copy of the page:", e));
+  // the service worker keeps the page and the worker build in use (see files.json)
+  navigator.serviceWorker.register(`sw.js?w=${WORKERS[workerKind].name}`).catch((e) => console.warn("sinkscope: no offline copy of the page:", e));
 }
 
 // Test hooks (documented in the README): simulate a lost GPU device; send NaN and infinities.
@@ -820,4 +863,5 @@ window.sinkscopePoison = () => { send({ type: "poison" }); update(); };
 window.sinkscopePanic = () => send({ type: "panic" });
 
 firstVisit = location.hash.length <= 1;
-startWorker();
+// The link's backend choice picks the worker build; the worker itself decodes (and checks) the link.
+startFor(new URLSearchParams(location.hash.slice(1)).get("b"));

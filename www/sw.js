@@ -3,19 +3,17 @@
 // copy kept from the last successful fetch. Nothing leaves the origin. The model (.gguf) is not
 // handled here: the Web Worker keeps it in Cache Storage itself (src/web/fetch.rs).
 
-const CACHE = "sinkscope-page-v1";
-// The files a first visit has already loaded before this worker starts: fetched again at install (the
-// HTTP cache usually answers) so that the very next visit works offline.
-const SHELL = ["./", "app.js", "sinkscope_loader.js", "sinkscope.js", "sinkscope_bg.wasm"];
+const CACHE = "sinkscope-page-v2";
+// Which worker build the page uses (sw.js?w=sinkscope or ?w=sinkscope-webgpu).
+const WORKER = new URL(self.location.href).searchParams.get("w") || "sinkscope";
 
+// The files a first visit has already loaded before this worker starts: the page's, and those of the
+// worker build in use, as listed by scripts/build-web.sh in files.json; fetched again at install (the
+// HTTP cache usually answers) so that the very next visit works offline.
 async function precache() {
   const cache = await caches.open(CACHE);
-  const page = await fetch("./", { cache: "no-cache" });
-  const html = await page.clone().text();
-  await cache.put("./", page);
-  // the stylesheet's name carries a content hash (Trunk): read it from the page
-  const hashed = [...html.matchAll(/(?:href|src)="\/?([\w.-]+\.(?:css|js))"/g)].map((m) => m[1]);
-  await cache.addAll([...new Set([...SHELL.slice(1), ...hashed])]);
+  const files = await fetch("files.json", { cache: "no-cache" }).then((r) => r.json());
+  await cache.addAll([...files.page, ...(files.workers[WORKER] || []), "files.json"]);
 }
 
 self.addEventListener("install", (event) => {

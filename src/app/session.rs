@@ -133,6 +133,12 @@ pub struct Timing {
     pub analysis_ms: f64,
     pub computed_tokens: usize,
     pub total_tokens: usize,
+    /// The worker's wasm linear memory after the frame (it only grows: its peak so far), set by the
+    /// web layer.
+    pub wasm_memory_bytes: Option<f64>,
+    /// On WebGPU: bytes of live GPU buffers, and their peak so far (set by the web layer).
+    pub gpu_buffer_bytes: Option<f64>,
+    pub gpu_buffer_peak_bytes: Option<f64>,
 }
 
 /// Everything the page needs to draw one state.
@@ -405,7 +411,7 @@ impl Session {
             frame.tour = Some(ctx.tour(step));
         }
         let t2 = clock();
-        frame.timing = Some(Timing { forward_ms: t1 - t0, analysis_ms: t2 - t1, computed_tokens: computed, total_tokens: trace.seq_len() });
+        frame.timing = Some(Timing { forward_ms: t1 - t0, analysis_ms: t2 - t1, computed_tokens: computed, total_tokens: trace.seq_len(), wasm_memory_bytes: None, gpu_buffer_bytes: None, gpu_buffer_peak_bytes: None });
         frame.fragment = state.to_fragment();
         frame.state = state;
         Ok(frame)

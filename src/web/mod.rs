@@ -14,12 +14,16 @@
 //!
 //! No panic crosses into JavaScript silently: a panic hook reports it as a `fatal` message of kind
 //! `panic`; a lost GPU device (the device's lost callback, or the test hook) is kind `device-lost`,
-//! after which the page restarts the worker on the CPU.
+//! after which the page restarts on the CPU worker.
+//!
+//! The same code is built twice (scripts/build-web.sh): `sinkscope` (the CPU worker) and
+//! `sinkscope-webgpu` (with the `wgpu` feature: burn's WebGPU backend); [`device`] holds what
+//! differs.
 
+mod device;
 mod fetch;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8ClampedArray};
 use serde::{Deserialize, Serialize};
@@ -80,7 +84,6 @@ struct Worker {
     /// Bumped by each `init`: a session taken out before it is not put back after it.
     generation: u64,
     backend: &'static str,
-    gpu: Option<burn::tensor::wgpu::WgpuSetup>,
     /// The newest update not yet computed.
     pending: Option<(u64, ViewState, UpdateOptions)>,
     busy: bool,
@@ -98,7 +101,6 @@ thread_local! {
         session: None,
         generation: 0,
         backend: "cpu",
-        gpu: None,
         pending: None,
         busy: false,
         poison: false,
@@ -108,9 +110,6 @@ thread_local! {
         lab_loop: false,
     });
 }
-
-/// Set by the GPU device's lost callback (or the test hook): errors after it mean a lost device.
-static DEVICE_LOST: AtomicBool = AtomicBool::new(false);
 
 fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
@@ -199,10 +198,15 @@ fn post_frame(frame: &Frame) {
     post_with_bitmaps("frame", frame, &frame.bitmaps, &frame.heat_values);
 }
 
+/// The size of this worker's wasm linear memory (it never shrinks, so this is its peak so far).
+fn wasm_memory_bytes() -> f64 {
+    wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64).unwrap_or(f64::NAN)
+}
+
 /// Whether an error message describes a GPU device that is gone.
 fn is_device_loss(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    DEVICE_LOST.load(Ordering::SeqCst) || m.contains("device lost") || m.contains("devicelost") || m.contains("device is lost") || m.contains("device was lost")
+    device::lost() || m.contains("device lost") || m.contains("devicelost") || m.contains("device is lost") || m.contains("device was lost")
 }
 
 /// Entry point of the worker binary.
@@ -248,12 +252,7 @@ fn handle(req: Request) {
         Request::Export { state, kind } => wasm_bindgen_futures::spawn_local(export_view(state, kind)),
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
         Request::Panic => panic!("a deliberate panic (test hook)"),
-        Request::LoseDevice => WORKER.with_borrow(|w| {
-            if let Some(setup) = &w.gpu {
-                DEVICE_LOST.store(true, Ordering::SeqCst);
-                setup.device.destroy();
-            }
-        }),
+        Request::LoseDevice => device::lose(),
         lab => handle_lab(lab),
     }
 }
@@ -329,6 +328,13 @@ async fn run_pending() {
         return_session(session, generation);
         match result {
             Ok(mut frame) => {
+                if let Some(t) = frame.timing.as_mut() {
+                    t.wasm_memory_bytes = Some(wasm_memory_bytes());
+                    if let Some([live, peak]) = device::gpu_buffer_bytes() {
+                        t.gpu_buffer_bytes = Some(live);
+                        t.gpu_buffer_peak_bytes = Some(peak);
+                    }
+                }
                 if WORKER.with_borrow_mut(|w| std::mem::take(&mut w.poison)) {
                     poison(&mut frame);
                 }
@@ -397,69 +403,19 @@ async fn export_view(state: ViewState, kind: ExportKind) {
     }
 }
 
-/// What a software adapter looks like: WebGPU's fallback flag, or SwiftShader by name.
-async fn software_adapter() -> Option<String> {
-    let gpu = Reflect::get(&js_sys::global(), &"navigator".into()).ok().and_then(|n| Reflect::get(&n, &"gpu".into()).ok()).filter(|g| !g.is_undefined())?;
-    let request = Reflect::get(&gpu, &"requestAdapter".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
-    let promise = request.call0(&gpu).ok()?.dyn_into::<js_sys::Promise>().ok()?;
-    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok().filter(|a| !a.is_null() && !a.is_undefined())?;
-    let info = Reflect::get(&adapter, &"info".into()).ok().filter(|i| !i.is_undefined()).unwrap_or(JsValue::NULL);
-    let flag = |o: &JsValue| Reflect::get(o, &"isFallbackAdapter".into()).ok().and_then(|v| v.as_bool()).unwrap_or(false);
-    let text = |k: &str| Reflect::get(&info, &k.into()).ok().and_then(|v| v.as_string()).unwrap_or_default();
-    let desc = format!("{} {} {}", text("vendor"), text("architecture"), text("description"));
-    (flag(&adapter) || flag(&info) || desc.to_ascii_lowercase().contains("swiftshader")).then(|| desc.trim().to_string())
-}
-
-/// Pick the device: WebGPU on a hardware adapter unless the CPU is asked for; a software adapter
-/// (SwiftShader, far slower than the CPU path) only when WebGPU is asked for by name.
-async fn choose_device(backend: Option<Backend>) -> (burn::prelude::Device, &'static str, String, Option<String>) {
-    let cpu = || burn::prelude::Device::flex();
-    if backend == Some(Backend::Cpu) {
-        return (cpu(), "cpu", "wasm CPU (burn flex)".into(), None);
-    }
-    if backend.is_none() {
-        if let Some(desc) = software_adapter().await {
-            let why = format!(
-                "This browser offers only a software WebGPU adapter ({desc}), which is much slower than the CPU path; running on the CPU. Choose WebGPU in the Backend menu to use it anyway."
-            );
-            return (cpu(), "cpu", "wasm CPU (burn flex)".into(), Some(why));
-        }
-    }
-    match burn::prelude::Device::wgpu_options().init_with_setup_async().await {
-        Ok((device, setup)) => {
-            let info = setup.adapter.get_info();
-            let adapter = format!("{} ({:?})", info.name, info.backend);
-            DEVICE_LOST.store(false, Ordering::SeqCst);
-            setup.device.set_device_lost_callback(|_, _| DEVICE_LOST.store(true, Ordering::SeqCst));
-            WORKER.with_borrow_mut(|w| w.gpu = Some(setup));
-            (device, "webgpu", adapter, None)
-        }
-        Err(e) => {
-            let detail = e.to_string();
-            let reason = if detail.contains("no adapters") || detail.contains("No suitable graphics adapter") {
-                "this browser offers no WebGPU adapter".to_string()
-            } else {
-                detail.chars().take(120).collect()
-            };
-            web_sys::console::warn_1(&format!("WebGPU initialisation failed: {detail}").into());
-            (cpu(), "cpu", "wasm CPU (burn flex)".into(), Some(format!("WebGPU is not available here ({reason}); running on the CPU.")))
-        }
-    }
-}
-
 async fn init(model_url: String, backend: Option<Backend>) {
     let t0 = now_ms();
     // A backend switch: the old session (and its device) goes first, so two models never coexist.
     WORKER.with_borrow_mut(|w| {
         w.session = None;
-        w.gpu = None;
         w.generation += 1;
     });
+    device::release();
     let bytes = match fetch::fetch_cached(&model_url, |loaded, total, cached| post(&Reply::Progress { loaded, total, cached })).await {
         Ok(b) => b,
         Err(e) => return post_error(None, e, true),
     };
-    let (device, name, adapter, fallback) = choose_device(backend).await;
+    let device::Chosen { device, name, adapter, fallback } = device::choose(backend).await;
     let loaded = match app::load(&bytes, &device) {
         Ok(x) => x,
         Err(e) => {

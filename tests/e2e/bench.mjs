@@ -70,13 +70,14 @@ for (const backend of gpuRuns > 0 ? ["cpu", "webgpu"] : ["cpu"]) {
     word.push(Date.now() - t);
     wordFwd.push(Number(await page.$eval("[data-testid=status]", (s) => s.dataset.forwardMs)));
   }
-  rows.push({ backend, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd) });
+  const wasmMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.wasmMemory));
+  rows.push({ backend, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6 });
   console.log(JSON.stringify(rows[rows.length - 1]));
   await close();
 }
 await server.close();
-console.log("\n| backend (runs) | open→first picture, model downloaded | open→first picture, model cached | forward T=16 | analysis T=16 | forward T=64 | analysis T=64 | one more word: keystroke→picture (incl. 250 ms debounce) | its forward |");
-console.log("|---|---|---|---|---|---|---|---|---|");
+console.log("\n| backend (runs) | open→first picture, model downloaded | open→first picture, model cached | forward T=16 | analysis T=16 | forward T=64 | analysis T=64 | one more word: keystroke→picture (incl. 250 ms debounce) | its forward | wasm memory after the runs |");
+console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
-  console.log(`| ${r.backend} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms |`);
+  console.log(`| ${r.backend} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB |`);
 }

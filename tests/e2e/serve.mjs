@@ -1,29 +1,25 @@
-// A minimal static file server for dist/ on 127.0.0.1 (used by the e2e tests and benchmarks).
-import { createServer } from "node:http";
-import { createReadStream, statSync } from "node:fs";
-import { join, normalize, extname } from "node:path";
+// The project's own static server (scripts/serve.py, the one `make serve` runs: gzip, CSP headers),
+// started on a free port on 127.0.0.1 for the e2e tests and benchmarks.
+import { spawn } from "node:child_process";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 
-const TYPES = {
-  ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-  ".wasm": "application/wasm", ".json": "application/json", ".png": "image/png", ".gguf": "application/octet-stream",
-};
+const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "serve.py");
 
 export function serve(dir, port = 0) {
-  const server = createServer((req, res) => {
-    const url = new URL(req.url, "http://localhost");
-    let path = normalize(join(dir, decodeURIComponent(url.pathname)));
-    if (!path.startsWith(normalize(dir))) { res.writeHead(403).end(); return; }
-    try {
-      if (statSync(path).isDirectory()) path = join(path, "index.html");
-      const size = statSync(path).size;
-      res.writeHead(200, { "content-type": TYPES[extname(path)] || "application/octet-stream", "content-length": size, "cache-control": "no-cache" });
-      createReadStream(path).pipe(res);
-    } catch {
-      res.writeHead(404).end("not found");
-    }
+  const child = spawn(process.env.PYTHON || "python3", [script, "--port", String(port), "--dir", dir], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.on("error", reject);
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+      if (m) {
+        resolve({
+          port: Number(m[1]),
+          close: () => new Promise((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); }),
+        });
+      }
+    });
   });
-  return new Promise((resolve) => server.listen(port, "127.0.0.1", () => resolve({
-    port: server.address().port,
-    close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(r); }),
-  })));
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build the page into dist/ (what `make web` runs): the two workers, compiled for the browser, bound
+# with wasm-bindgen and shrunk with wasm-opt, plus the page's own files and gzip copies.
+#   sinkscope         the CPU worker (burn's CPU backend only): what a browser without a hardware
+#                     WebGPU adapter downloads;
+#   sinkscope-webgpu  the same worker with the `wgpu` feature (burn's WebGPU backend, CubeCL's WGSL
+#                     compiler): most of its size, downloaded only where WebGPU runs.
+# The page (www/app.js) picks one. No bundler: wasm-bindgen's `--target web` glue is an ES module,
+# and each worker's loader is two lines written here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+OUT=dist
+WASM_OPT_FLAGS=(-O3 --strip-debug --strip-producers --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int
+  --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue)
+
+mkdir -p "$OUT"
+find "$OUT" -maxdepth 1 -type f -delete
+rm -rf "$OUT/snippets"
+
+worker() { # name, cargo feature flags...
+  local bin=$1
+  shift
+  cargo build --release --target wasm32-unknown-unknown --bin "$bin" "$@"
+  wasm-bindgen --target web --no-typescript --out-dir "$OUT" "$TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm"
+  local raw
+  raw=$(stat -c %s "$OUT/${bin}_bg.wasm")
+  wasm-opt "${WASM_OPT_FLAGS[@]}" "$OUT/${bin}_bg.wasm" -o "$OUT/${bin}_bg.wasm"
+  echo "$bin: wasm $raw bytes -> $(stat -c %s "$OUT/${bin}_bg.wasm") after wasm-opt" >&2
+  printf 'import init from "./%s.js";\nawait init();\n' "$bin" > "$OUT/${bin}_loader.js"
+}
+
+worker sinkscope
+worker sinkscope-webgpu --features wgpu
+
+cp index.html www/app.js www/sw.js www/style.css "$OUT/"
+# the model: a hard link (or a copy across file systems), not 98 MB written again
+mkdir -p "$OUT/models"
+for f in www/models/*.gguf; do
+  [ -e "$f" ] && ln -f "$f" "$OUT/models/" 2>/dev/null || cp -f "$f" "$OUT/models/"
+done
+# the files of each worker, for the service worker's offline copy
+python3 - "$OUT" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+snippets = [os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(os.path.join(out, "snippets")) for f in fs]
+files = {b: [f"{b}_loader.js", f"{b}.js", f"{b}_bg.wasm"] for b in ("sinkscope", "sinkscope-webgpu")}
+files["sinkscope-webgpu"] += sorted(snippets)
+json.dump({"page": ["./", "app.js", "style.css"], "workers": files}, open(os.path.join(out, "files.json"), "w"), indent=1)
+PY
+(cd "$OUT" && for f in *.wasm *.js *.css *.html *.json; do gzip -9 -k -f "$f"; done)
+for b in sinkscope sinkscope-webgpu; do
+  echo "$b: $(stat -c %s "$OUT/${b}_bg.wasm") bytes, $(stat -c %s "$OUT/${b}_bg.wasm.gz") gzipped" >&2
+done
