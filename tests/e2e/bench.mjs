@@ -22,9 +22,10 @@ const tail64 = " capital of France is Paris. The capital of Germany is Berlin. T
 const P64 = ["The" + tail64, "A" + tail64];
 const link = (base, p, b) => `${base}#p=${encodeURIComponent(p)}&b=${b}`;
 
-const wasm = readdirSync(dist).find((f) => f.endsWith(".wasm"));
-const raw = readFileSync(join(dist, wasm));
-console.log(`wasm ${wasm}: ${(raw.length / 1e6).toFixed(1)} MB raw, ${(gzipSync(raw, { level: 9 }).length / 1e6).toFixed(2)} MB gzip -9`);
+for (const wasm of readdirSync(dist).filter((f) => f.endsWith(".wasm"))) {
+  const raw = readFileSync(join(dist, wasm));
+  console.log(`wasm ${wasm}: ${(raw.length / 1e6).toFixed(2)} MB raw, ${(gzipSync(raw, { level: 9 }).length / 1e6).toFixed(2)} MB gzip -9`);
+}
 
 const server = await serve(dist);
 const base = `http://127.0.0.1:${server.port}/`;
@@ -71,7 +72,8 @@ for (const backend of gpuRuns > 0 ? ["cpu", "webgpu"] : ["cpu"]) {
     wordFwd.push(Number(await page.$eval("[data-testid=status]", (s) => s.dataset.forwardMs)));
   }
   const wasmMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.wasmMemory));
-  rows.push({ backend, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6 });
+  const gpu = (await page.$eval("[data-testid=status]", (s) => s.dataset.gpuBuffers)).split(" ").map(Number);
+  rows.push({ backend, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
   console.log(JSON.stringify(rows[rows.length - 1]));
   await close();
 }
@@ -79,5 +81,5 @@ await server.close();
 console.log("\n| backend (runs) | open→first picture, model downloaded | open→first picture, model cached | forward T=16 | analysis T=16 | forward T=64 | analysis T=64 | one more word: keystroke→picture (incl. 250 ms debounce) | its forward | wasm memory after the runs |");
 console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
-  console.log(`| ${r.backend} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB |`);
+  console.log(`| ${r.backend} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB${r.gpuBuffersMB ? `; GPU buffers ${r.gpuBuffersMB[0].toFixed(0)} MB live, ${r.gpuBuffersMB[1].toFixed(0)} MB peak` : ""} |`);
 }
