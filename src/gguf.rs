@@ -149,7 +149,7 @@ impl GgmlType {
     }
 
     fn can_dequantize(self) -> bool {
-        matches!(self, Self::F32 | Self::F16 | Self::BF16 | Self::Q8_0 | Self::Q4_0 | Self::Q4_1)
+        matches!(self, Self::F16 | Self::BF16) || crate::quant::QType::from_ggml(self).is_some()
     }
 }
 
@@ -568,41 +568,23 @@ impl<'a> Gguf<'a> {
     }
 }
 
-/// Dequantize `n` elements of `ty` from `raw` (which must hold exactly their blocks).
-/// Types that cannot be dequantized yield an empty vector; callers check `can_dequantize` first.
+/// Dequantize `n` elements of `ty` from `raw` (which must hold exactly their blocks). The block
+/// layouts live in [`crate::quant`]. Types that cannot be dequantized yield an empty vector; callers
+/// check `can_dequantize` first.
 pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n);
-    let f16_at = |b: &[u8], i: usize| f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32();
+    let f16_at = |b: &[u8]| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
     match ty {
-        GgmlType::F32 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        GgmlType::F16 => out.extend(raw.chunks_exact(2).map(|b| f16_at(b, 0))),
-        GgmlType::BF16 => out.extend(raw.chunks_exact(2).map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())),
-        GgmlType::Q8_0 => {
-            for block in raw.chunks_exact(34) {
-                let d = f16_at(block, 0);
-                out.extend(block[2..34].iter().map(|&q| (q as i8) as f32 * d));
+        GgmlType::F16 => raw.chunks_exact(2).take(n).map(f16_at).collect(),
+        GgmlType::BF16 => raw.chunks_exact(2).take(n).map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect(),
+        _ => match crate::quant::QType::from_ggml(ty) {
+            Some(q) if n % q.block().0 == 0 && raw.len() >= q.row_bytes(n) => {
+                let mut out = vec![0.0; n];
+                crate::quant::dequant_row(q, &raw[..q.row_bytes(n)], &mut out);
+                out
             }
-        }
-        GgmlType::Q4_0 => {
-            for block in raw.chunks_exact(18) {
-                let d = f16_at(block, 0);
-                let qs = &block[2..18];
-                out.extend(qs.iter().map(|&q| ((q & 0xF) as i32 - 8) as f32 * d));
-                out.extend(qs.iter().map(|&q| ((q >> 4) as i32 - 8) as f32 * d));
-            }
-        }
-        GgmlType::Q4_1 => {
-            for block in raw.chunks_exact(20) {
-                let d = f16_at(block, 0);
-                let m = f16_at(block, 2);
-                let qs = &block[4..20];
-                out.extend(qs.iter().map(|&q| (q & 0xF) as f32 * d + m));
-                out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
-            }
-        }
-        _ => {}
+            _ => Vec::new(),
+        },
     }
-    out
 }
 
 #[cfg(test)]

@@ -46,49 +46,100 @@ fn byte_at(w: &Tensor<u32>, o: usize) -> u32 {
     (w[o / 4] >> (u32::cast_from(o % 4) * 8u32)) & 0xffu32
 }
 
-/// Value `c` (0..32) of the block starting at byte `o`, for the block type `ty` (a [`QType`] code).
+/// The f16 at byte `o`, as f32.
+#[cube]
+fn half_at(w: &Tensor<u32>, o: usize) -> f32 {
+    half_to_f32(byte_at(w, o) | (byte_at(w, o + 1) << 8u32))
+}
+
+/// The signed byte at `o`, as i32.
+#[cube]
+fn i8_at(w: &Tensor<u32>, o: usize) -> i32 {
+    i32::reinterpret(byte_at(w, o) << 24u32) >> 24i32
+}
+
+/// Six-bit scale (`want_min` false) or minimum of sub-block `j` of the Q4_K scales at byte `s`.
+#[allow(unused_assignments)]
+#[cube]
+fn scale_min_k4(w: &Tensor<u32>, s: usize, j: usize, want_min: bool) -> f32 {
+    let mut v = 0u32;
+    if j < 4 {
+        if want_min {
+            v = byte_at(w, s + j + 4) & 63u32;
+        } else {
+            v = byte_at(w, s + j) & 63u32;
+        }
+    } else if want_min {
+        v = (byte_at(w, s + j + 4) >> 4u32) | ((byte_at(w, s + j) >> 6u32) << 4u32);
+    } else {
+        v = (byte_at(w, s + j + 4) & 15u32) | ((byte_at(w, s + j - 4) >> 6u32) << 4u32);
+    }
+    f32::cast_from(v)
+}
+
+/// Value `c` of the block starting at byte `o`, for the block type `ty` (a [`QType`] code): the same
+/// arithmetic as `quant::dequant_row`, so the same bits.
 #[allow(unused_assignments)]
 #[cube]
 fn block_value(w: &Tensor<u32>, o: usize, c: usize, #[comptime] ty: u32) -> f32 {
-    let d = half_to_f32(byte_at(w, o) | (byte_at(w, o + 1) << 8u32));
     let mut v = 0.0f32;
     if comptime!(ty == 3u32) {
         // Q4_1: d, m, 16 bytes; values 0..16 are the low nibbles, 16..32 the high ones
-        let m = half_to_f32(byte_at(w, o + 2) | (byte_at(w, o + 3) << 8u32));
         let q = byte_at(w, o + 4 + (c % 16));
         let nib = (q >> (u32::cast_from(c / 16) * 4u32)) & 15u32;
-        v = f32::cast_from(nib) * d + m;
+        v = f32::cast_from(nib) * half_at(w, o) + half_at(w, o + 2);
     } else if comptime!(ty == 2u32) {
         // Q4_0: d, 16 bytes, values q - 8
         let q = byte_at(w, o + 2 + (c % 16));
         let nib = (q >> (u32::cast_from(c / 16) * 4u32)) & 15u32;
-        v = f32::cast_from(i32::cast_from(nib) - 8i32) * d;
+        v = f32::cast_from(i32::cast_from(nib) - 8i32) * half_at(w, o);
+    } else if comptime!(ty == 6u32) {
+        // Q5_0: d, u32 qh (bit c is value c's fifth bit), 16 bytes of nibbles; values q - 16
+        let q = byte_at(w, o + 6 + (c % 16));
+        let nib = (q >> (u32::cast_from(c / 16) * 4u32)) & 15u32;
+        let hb = (byte_at(w, o + 2 + c / 8) >> u32::cast_from(c % 8)) & 1u32;
+        v = f32::cast_from(i32::cast_from(nib | (hb << 4u32)) - 16i32) * half_at(w, o);
+    } else if comptime!(ty == 12u32) {
+        // Q4_K: d, dmin, 12 scale bytes, 128 bytes; chunk of 64 = two sub-blocks (low, high nibbles)
+        let (chunk, within) = (c / 64, c % 64);
+        let hi = within / 32;
+        let sub = 2 * chunk + hi;
+        let q = (byte_at(w, o + 16 + 32 * chunk + within % 32) >> (u32::cast_from(hi) * 4u32)) & 15u32;
+        let d1 = half_at(w, o) * scale_min_k4(w, o + 4, sub, false);
+        let m1 = half_at(w, o + 2) * scale_min_k4(w, o + 4, sub, true);
+        v = d1 * f32::cast_from(q) - m1;
+    } else if comptime!(ty == 14u32) {
+        // Q6_K: ql[128], qh[64], i8 scales[16], d; halves of 128, quarters of 32
+        let (h, r) = (c / 128, c % 128);
+        let (quarter, l) = (r / 32, r % 32);
+        let lo = (byte_at(w, o + 64 * h + l + 32 * (quarter % 2)) >> (u32::cast_from(quarter / 2) * 4u32)) & 15u32;
+        let hb = (byte_at(w, o + 128 + 32 * h + l) >> (u32::cast_from(quarter) * 2u32)) & 3u32;
+        let sc = i8_at(w, o + 192 + 8 * h + l / 16 + 2 * quarter);
+        v = half_at(w, o + 208) * f32::cast_from(sc) * f32::cast_from(i32::cast_from(lo | (hb << 4u32)) - 32i32);
     } else {
         // Q8_0: d, 32 signed bytes
-        let q = byte_at(w, o + 2 + c);
-        // sign-extend the byte
-        let s = i32::reinterpret(q << 24u32) >> 24i32;
-        v = f32::cast_from(s) * d;
+        v = f32::cast_from(i8_at(w, o + 2 + c)) * half_at(w, o);
     }
     v
 }
 
 /// out[i, j] = Σ_k x[i, k] · W[j, k]: one invocation per output value.
 #[cube(launch)]
-fn qmatmul_kernel(x: &Tensor<f32>, w: &Tensor<u32>, out: &mut Tensor<f32>, n: u32, k: u32, #[comptime] ty: u32, #[comptime] block_bytes: u32) {
+fn qmatmul_kernel(x: &Tensor<f32>, w: &Tensor<u32>, out: &mut Tensor<f32>, n: u32, k: u32, #[comptime] ty: u32, #[comptime] block_values: u32, #[comptime] block_bytes: u32) {
     let pos = ABSOLUTE_POS;
     if pos >= out.len() {
         terminate!();
     }
     let (n, k) = (n as usize, k as usize);
     let (i, j) = (pos / n, pos % n);
-    let nb = k / 32;
-    let bb = block_bytes as usize;
+    let bv = comptime!(block_values as usize);
+    let bb = comptime!(block_bytes as usize);
+    let nb = k / bv;
     let mut acc = 0.0f32;
     for b in 0..nb {
         let o = (j * nb + b) * bb;
-        let xo = i * k + b * 32;
-        for c in 0..32usize {
+        let xo = i * k + b * bv;
+        for c in 0..bv {
             acc += block_value(w, o, c, ty) * x[xo + c];
         }
     }
@@ -97,7 +148,7 @@ fn qmatmul_kernel(x: &Tensor<f32>, w: &Tensor<u32>, out: &mut Tensor<f32>, n: u3
 
 /// out[r, c] = W[ids[r], c] expanded (an embedding lookup); ids out of range give zeros.
 #[cube(launch)]
-fn qrows_kernel(w: &Tensor<u32>, ids: &Tensor<i32>, out: &mut Tensor<f32>, n: u32, k: u32, #[comptime] ty: u32, #[comptime] block_bytes: u32) {
+fn qrows_kernel(w: &Tensor<u32>, ids: &Tensor<i32>, out: &mut Tensor<f32>, n: u32, k: u32, #[comptime] ty: u32, #[comptime] block_values: u32, #[comptime] block_bytes: u32) {
     let pos = ABSOLUTE_POS;
     if pos >= out.len() {
         terminate!();
@@ -108,9 +159,10 @@ fn qrows_kernel(w: &Tensor<u32>, ids: &Tensor<i32>, out: &mut Tensor<f32>, n: u3
     if id < 0i32 || u32::cast_from(id) >= n {
         out[pos] = 0.0f32;
     } else {
-        let nb = k / 32;
-        let o = (usize::cast_from(id) * nb + c / 32) * (block_bytes as usize);
-        out[pos] = block_value(w, o, c % 32, ty);
+        let bv = comptime!(block_values as usize);
+        let nb = k / bv;
+        let o = (usize::cast_from(id) * nb + c / bv) * comptime!(block_bytes as usize);
+        out[pos] = block_value(w, o, c % bv, ty);
     }
 }
 
@@ -123,15 +175,20 @@ fn launch_dims(count: usize) -> (CubeCount, CubeDim) {
     (CubeCount::Static(x, y, 1), dim)
 }
 
+/// (values, bytes) per block of the type with code `ty`.
+fn block_of(ty: u32) -> (u32, u32) {
+    let (v, b) = QType::from_code(ty).map_or((32, 34), QType::block);
+    (v as u32, b as u32)
+}
+
 pub fn qmatmul_nt(x: FloatTensor<Cube>, w: IntTensor<Cube>, ty: u32, n: usize, k: usize) -> FloatTensor<Cube> {
     let x = into_contiguous(x);
     let w = into_contiguous(w);
     let t = x.meta.shape()[0];
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([t, n]), DType::F32);
-    let bytes = QType::from_code(ty).map_or(34, |q| q.block().1) as u32;
     let (count, dim) = launch_dims(t * n);
     let client = out.client.clone();
-    qmatmul_kernel::launch(&client, count, dim, x.into_tensor_arg(), w.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, bytes);
+    qmatmul_kernel::launch(&client, count, dim, x.into_tensor_arg(), w.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, block_of(ty).0, block_of(ty).1);
     out
 }
 
@@ -140,9 +197,8 @@ pub fn qrows(w: IntTensor<Cube>, ids: IntTensor<Cube>, ty: u32, n: usize, k: usi
     let ids = into_contiguous(ids);
     let r = ids.meta.shape()[0];
     let out = empty_device_dtype(w.client.clone(), w.device.clone(), Shape::new([r, k]), DType::F32);
-    let bytes = QType::from_code(ty).map_or(34, |q| q.block().1) as u32;
     let (count, dim) = launch_dims(r * k);
     let client = out.client.clone();
-    qrows_kernel::launch(&client, count, dim, w.into_tensor_arg(), ids.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, bytes);
+    qrows_kernel::launch(&client, count, dim, w.into_tensor_arg(), ids.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, block_of(ty).0, block_of(ty).1);
     out
 }

@@ -1,8 +1,11 @@
 //! Weights in their GGUF block formats, and `x · Wᵀ` computed on the blocks (CPU: native and wasm).
 //!
-//! A quantized matrix keeps the file's bytes: `n` rows, each `k / 32` blocks (Q4_0: an f16 scale and
-//! 16 bytes of 4-bit values; Q4_1: scale, minimum, 16 bytes; Q8_0: scale and 32 signed bytes). Two
-//! kernels compute on them, both exact up to float summation order (the activations stay f32):
+//! A quantized matrix keeps the file's bytes: `n` rows, each `k / B` blocks of B values — B = 32 for
+//! Q4_0 (an f16 scale and 16 bytes of 4-bit values), Q4_1 (scale, minimum, 16 bytes), Q5_0 (scale,
+//! 32 high bits, 16 bytes) and Q8_0 (scale and 32 signed bytes); B = 256 for the K-quants Q4_K and
+//! Q6_K (sub-blocks of 32 or 16 values with 6- or 8-bit scales under an f16 super-scale). This module
+//! is the one place that knows the block layouts: the GGUF reader's expansion calls [`dequant_row`].
+//! Two kernels compute on them, both exact up to float summation order (the activations stay f32):
 //! * **fused** (few input rows: the output head, one more typed token): each block is expanded in
 //!   registers (to exactly the value the reader's expansion gives: `q·d + m`) and multiplied into
 //!   the dot product at once. Factoring the scale out (`d·Σ q·x + m·Σ x`) would save an operation,
@@ -24,8 +27,14 @@ pub enum QType {
     F32,
     Q4_0,
     Q4_1,
+    Q5_0,
     Q8_0,
+    Q4K,
+    Q6K,
 }
+
+/// Every type, for tests and code lookups.
+pub const ALL: [QType; 7] = [QType::F32, QType::Q4_0, QType::Q4_1, QType::Q5_0, QType::Q8_0, QType::Q4K, QType::Q6K];
 
 impl QType {
     pub fn from_ggml(t: GgmlType) -> Option<Self> {
@@ -33,7 +42,10 @@ impl QType {
             GgmlType::F32 => Self::F32,
             GgmlType::Q4_0 => Self::Q4_0,
             GgmlType::Q4_1 => Self::Q4_1,
+            GgmlType::Q5_0 => Self::Q5_0,
             GgmlType::Q8_0 => Self::Q8_0,
+            GgmlType::Q4K => Self::Q4K,
+            GgmlType::Q6K => Self::Q6K,
             _ => return None,
         })
     }
@@ -44,7 +56,10 @@ impl QType {
             Self::F32 => (1, 4),
             Self::Q4_0 => (32, 18),
             Self::Q4_1 => (32, 20),
+            Self::Q5_0 => (32, 22),
             Self::Q8_0 => (32, 34),
+            Self::Q4K => (256, 144),
+            Self::Q6K => (256, 210),
         }
     }
 
@@ -54,18 +69,21 @@ impl QType {
         k / n * b
     }
 
-    /// A small number identifying the type inside kernels and backend extensions.
+    /// A small number identifying the type inside kernels and backend extensions (ggml's type id).
     pub fn code(self) -> u32 {
         match self {
             Self::F32 => 0,
             Self::Q4_0 => 2,
             Self::Q4_1 => 3,
+            Self::Q5_0 => 6,
             Self::Q8_0 => 8,
+            Self::Q4K => 12,
+            Self::Q6K => 14,
         }
     }
 
     pub fn from_code(c: u32) -> Option<Self> {
-        [Self::F32, Self::Q4_0, Self::Q4_1, Self::Q8_0].into_iter().find(|t| t.code() == c)
+        ALL.into_iter().find(|t| t.code() == c)
     }
 }
 
@@ -88,7 +106,7 @@ pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
     f32::from_bits(sign | ((exp + 0x1_c000) << 13) | (mant << 13))
 }
 
-/// Expand one row of blocks into `out` (exactly `gguf::dequantize`'s values).
+/// Expand one row of blocks into `out` (ggml's values, bit for bit; `gguf::dequantize` calls this).
 #[inline(always)]
 pub fn dequant_row(ty: QType, row: &[u8], out: &mut [f32]) {
     match ty {
@@ -121,6 +139,75 @@ pub fn dequant_row(ty: QType, row: &[u8], out: &mut [f32]) {
                     o[i] = (blk[2 + i] as i8) as f32 * d;
                 }
             }
+        }
+        QType::Q5_0 => row.chunks_exact(22).zip(out.chunks_exact_mut(32)).for_each(|(b, o)| q5_0_block(b, o)),
+        QType::Q4K => row.chunks_exact(144).zip(out.chunks_exact_mut(256)).for_each(|(b, o)| q4k_block(b, o)),
+        QType::Q6K => row.chunks_exact(210).zip(out.chunks_exact_mut(256)).for_each(|(b, o)| q6k_block(b, o)),
+    }
+}
+
+/// Q5_0: `f16 d, u32 qh, u8 qs[16]`; value j = d·(5-bit q − 16), the fifth bit from qh.
+#[inline(always)]
+fn q5_0_block(b: &[u8], o: &mut [f32]) {
+    let d = f16_to_f32(b[0], b[1]);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let qs = &b[6..22];
+    for j in 0..16 {
+        let lo = (qs[j] & 15) as u32 | ((qh >> j) & 1) << 4;
+        let hi = (qs[j] >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
+        o[j] = (lo as i32 - 16) as f32 * d;
+        o[j + 16] = (hi as i32 - 16) as f32 * d;
+    }
+}
+
+/// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K block (ggml's `get_scale_min_k4`).
+#[inline(always)]
+fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        ((s[j + 4] & 15) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+    }
+}
+
+/// Q4_K: `f16 d, f16 dmin, u8 scales[12], u8 qs[128]`, 256 values in 8 sub-blocks of 32, each
+/// `(d·sc)·q − dmin·m` (the products are exact; the subtraction rounds once, as in ggml).
+#[inline(always)]
+fn q4k_block(b: &[u8], o: &mut [f32]) {
+    let d = f16_to_f32(b[0], b[1]);
+    let dmin = f16_to_f32(b[2], b[3]);
+    let (scales, qs) = (&b[4..16], &b[16..144]);
+    for c in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * c, scales);
+        let (sc2, m2) = scale_min_k4(2 * c + 1, scales);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+        for l in 0..32 {
+            let q = qs[32 * c + l];
+            o[64 * c + l] = d1 * (q & 15) as f32 - min1;
+            o[64 * c + 32 + l] = d2 * (q >> 4) as f32 - min2;
+        }
+    }
+}
+
+/// Q6_K: `u8 ql[128], u8 qh[64], i8 scales[16], f16 d` (d last), 256 values in 16 sub-blocks of 16,
+/// each `d·sc·(6-bit q − 32)`.
+#[inline(always)]
+fn q6k_block(b: &[u8], o: &mut [f32]) {
+    let d = f16_to_f32(b[208], b[209]);
+    for h in 0..2 {
+        let (ql, qh, sc) = (&b[64 * h..64 * h + 64], &b[128 + 32 * h..128 + 32 * h + 32], &b[192 + 8 * h..192 + 8 * h + 8]);
+        let out = &mut o[128 * h..128 * h + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 15) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            out[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            out[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            out[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            out[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
         }
     }
 }
@@ -176,6 +263,19 @@ fn dot_row(ty: QType, w: &[u8], x: &[f32]) -> f32 {
                 let d = f16_to_f32(blk[0], blk[1]);
                 for i in 0..32 {
                     acc[i] += (blk[2 + i] as i8) as f32 * d * xs[i];
+                }
+            }
+        }
+        // The layouts with scattered bits: expand one block into a stack buffer, then multiply.
+        QType::Q5_0 | QType::Q4K | QType::Q6K => {
+            let (bv, bb) = ty.block();
+            let mut buf = [0f32; 256];
+            for (blk, xs) in w.chunks_exact(bb).zip(x.chunks_exact(bv)) {
+                dequant_row(ty, blk, &mut buf[..bv]);
+                for (vals, xs) in buf[..bv].chunks_exact(32).zip(xs.chunks_exact(32)) {
+                    for i in 0..32 {
+                        acc[i] += vals[i] * xs[i];
+                    }
                 }
             }
         }
@@ -248,7 +348,7 @@ pub enum QuantError {
 }
 
 fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f32]) -> Result<(), QuantError> {
-    if k % 32 != 0 {
+    if k % ty.block().0 != 0 {
         return Err(QuantError::RowNotBlockAligned { ty, k });
     }
     if x.len() < t * k || w.len() < n * ty.row_bytes(k) || out.len() < t * n {
@@ -257,7 +357,7 @@ fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f3
     Ok(())
 }
 
-/// out[t, j] = Σ_k x[t, k] · W[j, k], W [n, k] in blocks of `ty` (k a multiple of 32).
+/// out[t, j] = Σ_k x[t, k] · W[j, k], W [n, k] in blocks of `ty` (k a multiple of the block size).
 pub fn matmul_nt_q(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
     check(x, t, k, w, ty, n, out)?;
     #[cfg(target_arch = "x86_64")]
@@ -302,9 +402,8 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::{dequantize, GgmlType};
 
-    /// Random blocks of `ty` with small, realistic scales.
+    /// Random blocks of `ty` with small, realistic f16 scales (every other byte random).
     fn random_rows(ty: QType, n: usize, k: usize, seed: u64) -> Vec<u8> {
         let mut s = seed;
         let mut next = || {
@@ -312,35 +411,25 @@ mod tests {
             (s >> 33) as u32
         };
         let mut out = Vec::new();
-        for _ in 0..n * k / ty.block().0 {
+        let (bv, bb) = ty.block();
+        for _ in 0..n * k / bv {
+            let mut blk: Vec<u8> = (0..bb).map(|_| next() as u8).collect();
             let scale = |v: u32| half::f16::from_f32((v % 1000) as f32 / 40_000.0 - 0.005).to_bits().to_le_bytes();
-            match ty {
-                QType::F32 => out.extend(((next() % 2000) as f32 / 1000.0 - 1.0).to_le_bytes()),
-                QType::Q4_0 => {
-                    out.extend(scale(next()));
-                    out.extend((0..16).map(|_| next() as u8));
+            let scale_at: &[usize] = match ty {
+                QType::F32 => {
+                    blk = ((next() % 2000) as f32 / 1000.0 - 1.0).to_le_bytes().to_vec();
+                    &[]
                 }
-                QType::Q4_1 => {
-                    out.extend(scale(next()));
-                    out.extend(scale(next()));
-                    out.extend((0..16).map(|_| next() as u8));
-                }
-                QType::Q8_0 => {
-                    out.extend(scale(next()));
-                    out.extend((0..32).map(|_| next() as u8));
-                }
+                QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => &[0],
+                QType::Q4_1 | QType::Q4K => &[0, 2],
+                QType::Q6K => &[208],
+            };
+            for &at in scale_at {
+                blk[at..at + 2].copy_from_slice(&scale(next()));
             }
+            out.extend(blk);
         }
         out
-    }
-
-    fn ggml(ty: QType) -> GgmlType {
-        match ty {
-            QType::F32 => GgmlType::F32,
-            QType::Q4_0 => GgmlType::Q4_0,
-            QType::Q4_1 => GgmlType::Q4_1,
-            QType::Q8_0 => GgmlType::Q8_0,
-        }
     }
 
     #[test]
@@ -352,25 +441,69 @@ mod tests {
         }
     }
 
+    /// Expanding K-quant and Q5_0 blocks built by hand from their documented layouts.
     #[test]
-    fn expansion_equals_the_reader() {
-        for ty in [QType::F32, QType::Q4_0, QType::Q4_1, QType::Q8_0] {
-            let (n, k) = (3, 96);
-            let w = random_rows(ty, n, k, 7);
-            let want = dequantize(ggml(ty), &w, n * k);
-            let mut got = vec![0.0; n * k];
-            dequant_rows(&w, ty, n, k, &[0, 1, 2], &mut got);
-            assert_eq!(got, want, "{ty:?}");
+    fn block_layouts_by_hand() {
+        // Q4_K: d = 1, dmin = 0.5; sub-block scales 1..8 and minimums 2 (six-bit packing); nibbles 3 / 9.
+        let mut b = vec![0u8; 144];
+        b[0..2].copy_from_slice(&half::f16::from_f32(1.0).to_bits().to_le_bytes());
+        b[2..4].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+        let (sc, mn) = ([1u8, 2, 3, 4, 5, 6, 7, 8], [2u8; 8]);
+        for j in 0..4 {
+            b[4 + j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+            b[4 + j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6);
+            b[4 + j + 8] = (sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4);
+        }
+        b[16..144].fill(3 | (9 << 4));
+        let mut y = [0f32; 256];
+        dequant_row(QType::Q4K, &b, &mut y);
+        for c in 0..4 {
+            assert_eq!(y[64 * c], sc[2 * c] as f32 * 3.0 - 1.0, "chunk {c} low");
+            assert_eq!(y[64 * c + 32 + 5], sc[2 * c + 1] as f32 * 9.0 - 1.0, "chunk {c} high");
+        }
+        // Q6_K: d = 0.25, scales 1..16 (i8, one negative), every 6-bit value 40 (ql nibble 8, qh bits 2).
+        let mut b = vec![0u8; 210];
+        b[..128].fill(8 | (8 << 4));
+        b[128..192].fill(0b1010_1010);
+        for (i, s) in b[192..208].iter_mut().enumerate() {
+            *s = if i == 3 { (-2i8) as u8 } else { i as u8 + 1 };
+        }
+        b[208..210].copy_from_slice(&half::f16::from_f32(0.25).to_bits().to_le_bytes());
+        let mut y = [0f32; 256];
+        dequant_row(QType::Q6K, &b, &mut y);
+        // value l + 32·r of half h uses scale is + 2r + 8h, is = l / 16; q = 40 − 32 = 8
+        let scale = |i: usize| if i == 3 { -2.0 } else { i as f32 + 1.0 };
+        for (h, r, l) in [(0, 0, 0), (0, 1, 20), (0, 3, 17), (1, 2, 5), (1, 0, 31)] {
+            let is = l / 16;
+            assert_eq!(y[128 * h + 32 * r + l], 0.25 * scale(is + 2 * r + 8 * h) * 8.0, "half {h} row {r} l {l}");
+        }
+        // Q5_0: d = 2, qh bit j set for even j: value j = (nibble | 16) − 16.
+        let mut b = vec![0u8; 22];
+        b[0..2].copy_from_slice(&half::f16::from_f32(2.0).to_bits().to_le_bytes());
+        b[2..6].copy_from_slice(&0x5555_5555u32.to_le_bytes());
+        for j in 0..16 {
+            b[6 + j] = (j as u8) | (((15 - j) as u8) << 4);
+        }
+        let mut y = [0f32; 32];
+        dequant_row(QType::Q5_0, &b, &mut y);
+        let hi_bit = |i: usize| if i % 2 == 0 { 16 } else { 0 };
+        for j in 0..16 {
+            assert_eq!(y[j], (j as i32 + hi_bit(j) - 16) as f32 * 2.0);
+            assert_eq!(y[j + 16], ((15 - j) as i32 + hi_bit(j + 16) - 16) as f32 * 2.0);
         }
     }
 
     #[test]
     fn every_variant_agrees_with_the_portable_one_and_with_f32() {
-        for ty in [QType::F32, QType::Q4_0, QType::Q4_1, QType::Q8_0] {
-            for (t, k, n) in [(1, 32, 1), (1, 64, 7), (2, 576, 9), (3, 96, 5), (4, 64, 4), (5, 160, 13), (14, 576, 37), (17, 96, 6)] {
+        for ty in ALL {
+            for (t, k, n) in [(1, 32, 1), (1, 64, 7), (2, 576, 9), (3, 96, 5), (4, 64, 4), (5, 160, 13), (14, 576, 37), (17, 96, 6), (1, 256, 3), (6, 512, 5), (3, 768, 2)] {
+                if k % ty.block().0 != 0 {
+                    continue;
+                }
                 let x: Vec<f32> = (0..t * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
                 let w = random_rows(ty, n, k, (t * 1000 + n) as u64);
-                let dense = dequantize(ggml(ty), &w, n * k);
+                let mut dense = vec![0.0; n * k];
+                dequant_rows(&w, ty, n, k, &(0..n as u32).collect::<Vec<_>>(), &mut dense);
                 let mut want = vec![0.0; t * n];
                 crate::linear::matmul_nt_portable(&x, &dense, &mut want, t, k, n);
                 let mut port = vec![0.0; t * n];

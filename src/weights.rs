@@ -133,9 +133,24 @@ pub enum WeightError {
     Gguf(#[from] GgufError),
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
     Shape { name: String, expected: Vec<usize>, found: Vec<usize> },
-    #[error("tensor {name:?}: rows of {k} values are not a whole number of 32-value blocks")]
-    NotBlockAligned { name: String, k: usize },
+    #[error("tensor {name:?}: rows of {k} values are not a whole number of {block}-value blocks")]
+    NotBlockAligned { name: String, k: usize, block: usize },
+    #[error("out of memory for tensor {name:?} ({bytes} bytes)")]
+    OutOfMemory { name: String, bytes: usize },
 }
+
+/// A copy of `src` in a new vector, or an error when memory runs out (instead of an abort: in a
+/// browser tab a failed allocation would kill the worker).
+fn try_copy<T: Copy>(src: &[T], name: &str) -> Result<Vec<T>, WeightError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(src.len()).map_err(|_| WeightError::OutOfMemory { name: name.into(), bytes: std::mem::size_of_val(src) })?;
+    v.extend_from_slice(src);
+    Ok(v)
+}
+
+/// Largest part a matrix is split into on the device, in bytes. WebGPU guarantees storage-buffer
+/// bindings of 128 MiB only; Gemma 3's embedding (262,144 x 640 in Q8_0) is 170 MB.
+pub const MAX_PART_BYTES: usize = 64 << 20;
 
 impl HostMatrix {
     /// Tensor `name` as `rows` x `cols` (ggml: `cols` contiguous), kept in its block format when the
@@ -148,11 +163,11 @@ impl HostMatrix {
         }
         let bytes = g.tensor_bytes(info)?;
         match QType::from_ggml(info.ggml_type) {
-            Some(ty) if ty != QType::F32 && cols % 32 != 0 => Err(WeightError::NotBlockAligned { name: name.into(), k: cols }),
-            Some(ty) => Ok(Self { ty, n: rows, k: cols, bytes: bytes.to_vec() }),
+            Some(ty) if cols % ty.block().0 != 0 => Err(WeightError::NotBlockAligned { name: name.into(), k: cols, block: ty.block().0 }),
+            Some(ty) => Ok(Self { ty, n: rows, k: cols, bytes: try_copy(bytes, name)? }),
             None => {
                 let (data, _) = g.tensor_f32(name)?;
-                Ok(Self { ty: QType::F32, n: rows, k: cols, bytes: bytemuck::cast_slice(&data).to_vec() })
+                Ok(Self { ty: QType::F32, n: rows, k: cols, bytes: try_copy(bytemuck::cast_slice(&data), name)? })
             }
         }
     }
@@ -166,6 +181,12 @@ impl HostMatrix {
             bytes.extend_from_slice(&self.bytes[src * rb..(src + 1) * rb]);
         }
         Self { bytes, ..self }
+    }
+
+    /// Rows `r0..r1` as a matrix of their own.
+    fn row_range(&self, r0: usize, r1: usize) -> Self {
+        let rb = self.ty.row_bytes(self.k);
+        Self { ty: self.ty, n: r1 - r0, k: self.k, bytes: self.bytes[r0 * rb..r1 * rb].to_vec() }
     }
 
     /// Expanded to f32 [n, k].
@@ -275,6 +296,44 @@ impl Linear {
 
     pub fn single(m: HostMatrix, device: &Device) -> Self {
         Self { parts: vec![Weight::upload(m, device)] }
+    }
+
+    /// One matrix, split by rows into parts of at most [`MAX_PART_BYTES`] (a large embedding).
+    pub fn split_rows(m: HostMatrix, device: &Device) -> Self {
+        let rb = m.ty.row_bytes(m.k).max(1);
+        let per_part = (MAX_PART_BYTES / rb).max(1);
+        if m.n <= per_part {
+            return Self::single(m, device);
+        }
+        let parts = (0..m.n).step_by(per_part).map(|r0| Weight::upload(m.row_range(r0, (r0 + per_part).min(m.n)), device)).collect();
+        Self { parts }
+    }
+
+    /// Rows `ids` of the stacked matrix (an embedding lookup) -> [len, k]. Ids must be in range.
+    pub fn rows(&self, ids: &[u32], device: &Device) -> Tensor<2> {
+        let id_tensor = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [ids.len()]), device);
+        if let [one] = self.parts.as_slice() {
+            return one.rows(id_tensor(ids.iter().map(|&i| i as i64).collect()));
+        }
+        // Each part looks up the ids it holds (others read its row 0) and a 0/1 mask keeps its rows.
+        let mut out: Option<Tensor<2>> = None;
+        let mut r0 = 0usize;
+        for p in &self.parts {
+            let r1 = r0 + p.dims()[0];
+            let inside = |&i: &u32| (r0..r1).contains(&(i as usize));
+            if ids.iter().any(inside) {
+                let local = ids.iter().map(|&i| if inside(&i) { (i as usize - r0) as i64 } else { 0 }).collect();
+                let mask: Vec<f32> = ids.iter().map(|i| if inside(i) { 1.0 } else { 0.0 }).collect();
+                let mask = Tensor::<2>::from_data(TensorData::new(mask, [ids.len(), 1]), device);
+                let rows = p.rows(id_tensor(local)) * mask;
+                out = Some(match out {
+                    Some(o) => o + rows,
+                    None => rows,
+                });
+            }
+            r0 = r1;
+        }
+        out.unwrap_or_else(|| Tensor::zeros([ids.len(), self.parts.first().map_or(0, |p| p.dims()[1])], device))
     }
 
     /// x [T, k] -> [T, Σ n].

@@ -29,6 +29,41 @@ fn real_model_layout() {
     assert!(q.iter().all(|x| x.is_finite()));
 }
 
+/// Gemma 3's file: its block types, and each type's expansion bit for bit against the reference's
+/// fixtures (`gguf.quants.dequantize` on rows 0–1 of one tensor per type), read from the real file
+/// at the offset the fixture names.
+#[test]
+fn gemma_block_types_dequantize_exactly() {
+    let g = Gguf::parse(common::gemma_bytes()).expect("parses");
+    let count = |t: GgmlType| g.tensors.iter().filter(|x| x.ggml_type == t).count();
+    assert_eq!(
+        [count(GgmlType::F32), count(GgmlType::Q8_0), count(GgmlType::Q5_0), count(GgmlType::Q4K), count(GgmlType::Q6K)],
+        [109, 10, 81, 27, 9]
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::fixture("gemma3/dequant_fixtures.json")).unwrap()).unwrap();
+    for (name, ty) in [("Q4_K", GgmlType::Q4K), ("Q6_K", GgmlType::Q6K), ("Q5_0", GgmlType::Q5_0), ("Q8_0", GgmlType::Q8_0)] {
+        let m = &meta["types"][name];
+        let (rs, raw) = common::safetensor_bytes("gemma3/dequant_fixtures.safetensors", &format!("{name}.raw"));
+        let (es, expected) = common::safetensor("gemma3/dequant_fixtures.safetensors", &format!("{name}.expected"));
+        let (row_bytes, ne0) = (rs[1], es[1]);
+        // the fixture's bytes are the file's bytes
+        let info = g.tensor(m["tensor"].as_str().unwrap()).unwrap();
+        assert_eq!(info.ggml_type, ty);
+        let file = g.tensor_bytes(info).unwrap();
+        assert_eq!(&file[..2 * row_bytes], &raw[..], "{name}: bytes of rows 0-1");
+        let got = sinkscope::gguf::dequantize(ty, &raw, 2 * ne0);
+        assert_eq!(got.len(), expected.len());
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&expected), "{name}: expansion differs from gguf's");
+    }
+    // every tensor of the file expands to finite values
+    for t in &g.tensors {
+        let (v, _) = g.tensor_f32(&t.name).unwrap();
+        assert!(v.iter().all(|x| x.is_finite()), "{}", t.name);
+    }
+}
+
 #[test]
 fn roundtrip_all_value_types_and_data() {
     let bytes = base()
@@ -192,12 +227,12 @@ fn misaligned_offset() {
 
 #[test]
 fn unsupported_type_and_missing_names() {
-    // Q6_K has a known layout (so the file parses) but is not dequantized
-    let bytes = base().tensor_raw("k", &[256], 14, vec![0; 210]).build();
+    // Q5_K has a known layout (so the file parses) but is not dequantized
+    let bytes = base().tensor_raw("k", &[256], 13, vec![0; 176]).build();
     let g = Gguf::parse(&bytes).unwrap();
     let e = g.tensor_f32("k").unwrap_err();
     assert!(matches!(e, GgufError::UnsupportedTensorType { .. }));
-    assert!(e.to_string().contains("Q6_K"), "{e}");
+    assert!(e.to_string().contains("Q5_K"), "{e}");
     assert!(matches!(g.tensor_f32("nope"), Err(GgufError::MissingTensor(_))));
     assert!(matches!(g.get_u64("nope"), Err(GgufError::MissingKey(_))));
     assert!(matches!(g.get_u64("general.name"), Err(GgufError::WrongType { .. })));

@@ -9,6 +9,7 @@ pub enum Meta {
     Str(String),
     StrArray(Vec<String>),
     I32Array(Vec<i32>),
+    F32Array(Vec<f32>),
     /// (raw type id, raw payload) for hostile values.
     Raw(u32, Vec<u8>),
 }
@@ -34,6 +35,12 @@ impl Builder {
     pub fn meta(mut self, k: &str, v: Meta) -> Self {
         self.meta.push((k.to_string(), v));
         self
+    }
+
+    /// Set `k` (replacing an earlier value).
+    pub fn set(mut self, k: &str, v: Meta) -> Self {
+        self.meta.retain(|(key, _)| key != k);
+        self.meta(k, v)
     }
 
     pub fn tensor_f32(mut self, name: &str, dims: &[u64], data: &[f32]) -> Self {
@@ -92,6 +99,12 @@ impl Builder {
                     out.extend((a.len() as u64).to_le_bytes());
                     a.iter().for_each(|x| out.extend(x.to_le_bytes()));
                 }
+                Meta::F32Array(a) => {
+                    out.extend(9u32.to_le_bytes());
+                    out.extend(6u32.to_le_bytes());
+                    out.extend((a.len() as u64).to_le_bytes());
+                    a.iter().for_each(|x| out.extend(x.to_le_bytes()));
+                }
                 Meta::Raw(ty, payload) => {
                     out.extend(ty.to_le_bytes());
                     out.extend(payload);
@@ -119,9 +132,36 @@ impl Builder {
     }
 }
 
+/// Deterministic pseudo-random weights in [-scale, scale).
+struct Rnd(u64);
+
+impl Rnd {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+    }
+    fn take(&mut self, n: u64, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                ((self.0 >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    }
+    /// A norm weight near 1.
+    fn norm(&mut self, n: u64) -> Vec<f32> {
+        self.take(n, 0.2).iter().map(|x| 1.0 + x).collect()
+    }
+}
+
 /// A tiny random Llama model (2 layers, 4 heads over 2 KV heads, D = 8, vocab 300) as GGUF bytes,
 /// with a byte-level vocabulary so the tokenizer builds too. Weights are deterministic.
 pub fn tiny_llama(seed: u64) -> Vec<u8> {
+    tiny_llama_builder(seed).build()
+}
+
+pub fn tiny_llama_builder(seed: u64) -> Builder {
     let (layers, heads, kv, d, ffn) = (2u64, 4u64, 2u64, 8u64, 48u64);
     let hidden = heads * d;
     // byte-level symbols for all 256 bytes, plus a few merges and control tokens
@@ -135,17 +175,7 @@ pub fn tiny_llama(seed: u64) -> Vec<u8> {
     let vocab = tokens.len() as u64;
     let mut types = vec![1i32; tokens.len()];
     types[..3].iter_mut().for_each(|t| *t = 3);
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut rnd = |n: u64, scale: f32| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect()
-    };
+    let mut r = Rnd::new(seed);
     let mut b = Builder::new()
         .meta("general.architecture", Meta::Str("llama".into()))
         .meta("llama.block_count", Meta::U32(layers as u32))
@@ -162,24 +192,87 @@ pub fn tiny_llama(seed: u64) -> Vec<u8> {
         .meta("tokenizer.ggml.token_type", Meta::I32Array(types))
         .meta("tokenizer.ggml.merges", Meta::StrArray(vec!["h e".into(), "l l".into()]))
         .meta("tokenizer.ggml.bos_token_id", Meta::U32(0))
-        .tensor_f32("token_embd.weight", &[hidden, vocab], &rnd(hidden * vocab, 1.0))
-        .tensor_f32("output_norm.weight", &[hidden], &rnd(hidden, 0.2).iter().map(|x| 1.0 + x).collect::<Vec<_>>());
+        .tensor_f32("token_embd.weight", &[hidden, vocab], &r.take(hidden * vocab, 1.0))
+        .tensor_f32("output_norm.weight", &[hidden], &r.norm(hidden));
     for l in 0..layers {
         let n = |s: &str| format!("blk.{l}.{s}.weight");
-        let norm1: Vec<f32> = rnd(hidden, 0.2).iter().map(|x| 1.0 + x).collect();
-        let norm2: Vec<f32> = rnd(hidden, 0.2).iter().map(|x| 1.0 + x).collect();
         b = b
-            .tensor_f32(&n("attn_norm"), &[hidden], &norm1)
-            .tensor_f32(&n("attn_q"), &[hidden, heads * d], &rnd(hidden * heads * d, 0.5))
-            .tensor_f32(&n("attn_k"), &[hidden, kv * d], &rnd(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_v"), &[hidden, kv * d], &rnd(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_output"), &[heads * d, hidden], &rnd(hidden * heads * d, 0.3))
-            .tensor_f32(&n("ffn_norm"), &[hidden], &norm2)
-            .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &rnd(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_up"), &[hidden, ffn], &rnd(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_down"), &[ffn, hidden], &rnd(hidden * ffn, 0.3));
+            .tensor_f32(&n("attn_norm"), &[hidden], &r.norm(hidden))
+            .tensor_f32(&n("attn_q"), &[hidden, heads * d], &r.take(hidden * heads * d, 0.5))
+            .tensor_f32(&n("attn_k"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
+            .tensor_f32(&n("attn_v"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
+            .tensor_f32(&n("attn_output"), &[heads * d, hidden], &r.take(hidden * heads * d, 0.3))
+            .tensor_f32(&n("ffn_norm"), &[hidden], &r.norm(hidden))
+            .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+            .tensor_f32(&n("ffn_up"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+            .tensor_f32(&n("ffn_down"), &[ffn, hidden], &r.take(hidden * ffn, 0.3));
     }
-    b.build()
+    b
+}
+
+/// A tiny random Gemma 3 model: 6 layers (layer 5 global, the others a 4-token window), 4 heads of
+/// D = 8 over one KV head, hidden 16 (≠ heads · D, as in Gemma), QK-norm and sandwich norms, and a
+/// SentencePiece vocabulary (control tokens, 256 byte tokens, a few pieces with scores) with BOS added.
+pub fn tiny_gemma(seed: u64) -> Vec<u8> {
+    tiny_gemma_builder(seed).build()
+}
+
+pub fn tiny_gemma_builder(seed: u64) -> Builder {
+    let (layers, heads, kv, d, hidden, ffn) = (6u64, 4u64, 1u64, 8u64, 16u64, 32u64);
+    let mut tokens: Vec<String> = vec!["<pad>".into(), "<eos>".into(), "<bos>".into(), "<unk>".into()];
+    let mut types = vec![3i32, 3, 3, 2];
+    tokens.extend((0..256).map(|b| format!("<0x{b:02X}>")));
+    types.extend([6; 256]);
+    let pieces = ["\u{2581}", "a", "b", "e", "h", "l", "t", "\u{2581}t", "he", "\u{2581}the", "ll", "\n\n"];
+    for p in pieces {
+        tokens.push(p.to_string());
+        types.push(if p == "\n\n" { 4 } else { 1 });
+    }
+    let scores: Vec<f32> = (0..tokens.len()).map(|i| if types[i] == 1 { -(i as f32) } else { 0.0 }).collect();
+    let vocab = tokens.len() as u64;
+    let mut r = Rnd::new(seed);
+    let mut b = Builder::new()
+        .meta("general.architecture", Meta::Str("gemma3".into()))
+        .meta("gemma3.block_count", Meta::U32(layers as u32))
+        .meta("gemma3.context_length", Meta::U32(64))
+        .meta("gemma3.embedding_length", Meta::U32(hidden as u32))
+        .meta("gemma3.feed_forward_length", Meta::U32(ffn as u32))
+        .meta("gemma3.attention.head_count", Meta::U32(heads as u32))
+        .meta("gemma3.attention.head_count_kv", Meta::U32(kv as u32))
+        .meta("gemma3.attention.key_length", Meta::U32(d as u32))
+        .meta("gemma3.attention.value_length", Meta::U32(d as u32))
+        .meta("gemma3.attention.sliding_window", Meta::U32(4))
+        .meta("gemma3.rope.freq_base", Meta::F32(1_000_000.0))
+        .meta("gemma3.attention.layer_norm_rms_epsilon", Meta::F32(1e-6))
+        .meta("tokenizer.ggml.model", Meta::Str("llama".into()))
+        .meta("tokenizer.ggml.pre", Meta::Str("default".into()))
+        .meta("tokenizer.ggml.tokens", Meta::StrArray(tokens))
+        .meta("tokenizer.ggml.scores", Meta::F32Array(scores))
+        .meta("tokenizer.ggml.token_type", Meta::I32Array(types))
+        .meta("tokenizer.ggml.bos_token_id", Meta::U32(2))
+        .meta("tokenizer.ggml.eos_token_id", Meta::U32(1))
+        .meta("tokenizer.ggml.add_bos_token", Meta::Bool(true))
+        .meta("tokenizer.ggml.add_space_prefix", Meta::Bool(false))
+        .tensor_f32("token_embd.weight", &[hidden, vocab], &r.take(hidden * vocab, 1.0))
+        .tensor_f32("output_norm.weight", &[hidden], &r.norm(hidden));
+    for l in 0..layers {
+        let n = |s: &str| format!("blk.{l}.{s}.weight");
+        b = b
+            .tensor_f32(&n("attn_norm"), &[hidden], &r.norm(hidden))
+            .tensor_f32(&n("attn_q"), &[hidden, heads * d], &r.take(hidden * heads * d, 0.5))
+            .tensor_f32(&n("attn_k"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
+            .tensor_f32(&n("attn_v"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
+            .tensor_f32(&n("attn_q_norm"), &[d], &r.norm(d))
+            .tensor_f32(&n("attn_k_norm"), &[d], &r.norm(d))
+            .tensor_f32(&n("attn_output"), &[heads * d, hidden], &r.take(hidden * heads * d, 0.3))
+            .tensor_f32(&n("post_attention_norm"), &[hidden], &r.norm(hidden))
+            .tensor_f32(&n("ffn_norm"), &[hidden], &r.norm(hidden))
+            .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+            .tensor_f32(&n("ffn_up"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+            .tensor_f32(&n("ffn_down"), &[ffn, hidden], &r.take(hidden * ffn, 0.3))
+            .tensor_f32(&n("post_ffw_norm"), &[hidden], &r.norm(hidden));
+    }
+    b
 }
 
 /// GPT-2's byte-to-unicode map, in byte order.
