@@ -1,10 +1,22 @@
-//! Layer 3: a Llama-family transformer in burn that records its internals.
+//! Layer 3: one decoder-only transformer in burn that records its internals, for two families.
 //!
-//! The whole model is on this page: RMSNorm, rotary positions (rotate-half, after un-permuting the
-//! llama.cpp Q/K row order), grouped-query attention, a SiLU-gated MLP, tied or untied output.
-//! Hyper-parameters come from the GGUF metadata. It runs on any burn [`Device`] (CPU `flex` or
-//! WebGPU), and a forward pass returns a [`Trace`] with the field's usual names (TransformerLens):
-//! `resid_pre`, `pattern`, `v`, `z`, `attn_out`, `resid_post`.
+//! The whole model is on this page: RMSNorm, rotary positions (rotate-half), grouped-query attention,
+//! a gated MLP, tied or untied output. What differs between the families is configuration
+//! ([`Config`], read from the GGUF metadata) and a few small functions, not a second forward pass:
+//!
+//! | | Llama (SmolLM2) | Gemma 3 |
+//! |---|---|---|
+//! | input embedding | as stored | × sqrt(hidden) |
+//! | Q/K rows | llama.cpp's interleaved order, un-permuted at load | as stored |
+//! | QK-norm | — | RMSNorm of every query and key head before RoPE |
+//! | norms | pre-norm | pre- and post-norm around attention and MLP ("sandwich") |
+//! | MLP | SiLU-gated | GELU(tanh)-gated |
+//! | attention scale | 1/sqrt(head_dim) | 1/sqrt(key_length) (= 1/16) |
+//! | RoPE base, window | one base, full attention | 10,000 and a 512-token window on five of every six layers; the file's base on every sixth (global) layer |
+//!
+//! It runs on any burn [`Device`] (CPU `flex` or WebGPU), and a forward pass returns a [`Trace`] with
+//! the field's usual names (TransformerLens): `resid_pre`, `pattern`, `v`, `z`, `attn_out` (what the
+//! attention block adds to the residual stream, after Gemma's post-norm), `resid_post`.
 //!
 //! [`Engine`] adds the incremental forward: it keeps the keys and values of the last prompt, and a
 //! new prompt only computes the tokens after the longest common token prefix. Causal attention makes
@@ -20,20 +32,26 @@ use burn::tensor::Transaction;
 
 use crate::gguf::{Gguf, GgufError};
 pub use crate::trace::{top_k, LayerTrace, Trace, TraceOptions};
-use crate::weights::{HostMatrix, Linear, Weight, WeightError};
+use crate::weights::{HostMatrix, Linear, WeightError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("model file: {0}")]
     Gguf(#[from] GgufError),
-    #[error("unsupported architecture {0:?} (this engine runs the Llama family)")]
+    #[error("unsupported architecture {0:?}: sinkscope runs \"llama\" (Llama, SmolLM2, TinyLlama …) and \"gemma3\" models")]
     UnsupportedArchitecture(String),
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
     #[error("invalid model configuration: {0}")]
     BadConfig(String),
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
     ShapeMismatch { name: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{0}")]
     Weight(#[from] WeightError),
+    #[error("the model needs about {need_mb} MB of memory to load; the limit here is {limit_mb} MB")]
+    TooLarge { need_mb: usize, limit_mb: usize },
+    #[error("out of memory while loading the model ({0})")]
+    OutOfMemory(String),
     #[error("the prompt is empty: type some text first")]
     EmptyPrompt,
     #[error("the prompt has {len} tokens; the limit is {max}")]
@@ -47,9 +65,32 @@ pub enum ModelError {
 /// Additive mask value for keys a query may not see (finite, so no inf - inf can appear).
 const MASKED: f32 = -1.0e30;
 
-/// Hyper-parameters of a Llama-family model.
+/// The model families (everything that differs between them is a field of [`Config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Llama,
+    Gemma3,
+}
+
+/// The MLP's gate activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Silu,
+    GeluTanh,
+}
+
+/// Gemma 3's attention pattern: every `GEMMA3_GLOBAL_EVERY`-th layer (il % 6 == 5) attends to the whole
+/// prompt with the file's RoPE base; the others see a sliding window with base 10,000. Neither the
+/// pattern nor the local base is in the GGUF (llama.cpp hard-codes them too).
+const GEMMA3_GLOBAL_EVERY: usize = 6;
+const GEMMA3_LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+/// Hyper-parameters and per-architecture choices of a model.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Config {
+    pub arch: Arch,
     pub n_layers: usize,
     pub n_heads: usize,
     pub n_kv_heads: usize,
@@ -57,38 +98,88 @@ pub struct Config {
     pub hidden: usize,
     pub ffn: usize,
     pub vocab: usize,
+    /// RoPE base of the global (full-attention) layers; of every layer for Llama.
     pub rope_theta: f32,
     pub rms_eps: f32,
     pub context_len: usize,
+    /// Sliding-window layers: (keys visible to a query, including itself; RoPE base). Every
+    /// `global_every`-th layer (l % global_every == global_every − 1) is global.
+    pub sliding: Option<(usize, f32)>,
+    pub global_every: usize,
+    /// Scores are q·k times this.
+    pub attn_scale: f32,
+    /// The input embedding is multiplied by this.
+    pub embed_scale: f32,
+    /// RMSNorm of each query and key head before RoPE.
+    pub qk_norm: bool,
+    /// RMSNorm of the attention and MLP outputs before they join the residual stream.
+    pub post_norms: bool,
+    pub activation: Activation,
 }
 
 impl Config {
     pub fn from_gguf(g: &Gguf) -> Result<Self, ModelError> {
-        let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
-        }
-        let k = |name: &str| format!("{arch}.{name}");
-        let usize_of = |name: &str| -> Result<usize, ModelError> { Ok(g.get_u64(&k(name))? as usize) };
+        let arch = match g.get_str("general.architecture")? {
+            "llama" => Arch::Llama,
+            "gemma3" => Arch::Gemma3,
+            other => return Err(ModelError::UnsupportedArchitecture(other.to_string())),
+        };
+        let name = g.get_str("general.architecture")?;
+        let k = |key: &str| format!("{name}.{key}");
+        let usize_of = |key: &str| -> Result<usize, ModelError> { Ok(g.get_u64(&k(key))? as usize) };
+        let optional = |key: &str| -> Result<Option<usize>, ModelError> {
+            match g.get_u64(&k(key)) {
+                Ok(v) => Ok(Some(v as usize)),
+                Err(GgufError::MissingKey(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        };
+        refuse_unsupported(g, name)?;
         let n_heads = usize_of("attention.head_count")?;
         let hidden = usize_of("embedding_length")?;
-        let n_kv_heads = match g.get_u64(&k("attention.head_count_kv")) {
-            Ok(v) => v as usize,
-            Err(GgufError::MissingKey(_)) => n_heads,
-            Err(e) => return Err(e.into()),
+        let n_kv_heads = optional("attention.head_count_kv")?.unwrap_or(n_heads);
+        let head_dim = match optional("attention.key_length")? {
+            Some(kl) => kl,
+            None if n_heads > 0 => hidden / n_heads,
+            None => 0,
         };
+        if let Some(vl) = optional("attention.value_length")? {
+            if vl != head_dim {
+                return Err(ModelError::Unsupported(format!("value heads of {vl} dimensions with key heads of {head_dim}")));
+            }
+        }
+        if let Some(rd) = optional("rope.dimension_count")? {
+            if rd != head_dim {
+                return Err(ModelError::Unsupported(format!("partial rotary embedding ({rd} of {head_dim} dimensions rotated)")));
+            }
+        }
         let embd = g.tensor("token_embd.weight")?;
+        let gemma = arch == Arch::Gemma3;
+        let sliding = match (gemma, optional("attention.sliding_window")?) {
+            (true, Some(w)) => Some((w, GEMMA3_LOCAL_ROPE_BASE)),
+            (true, None) => return Err(ModelError::BadConfig("a gemma3 file without gemma3.attention.sliding_window".into())),
+            (false, Some(_)) => return Err(ModelError::Unsupported("a sliding attention window in a llama model".into())),
+            (false, None) => None,
+        };
         let cfg = Self {
+            arch,
             n_layers: usize_of("block_count")?,
             n_heads,
             n_kv_heads,
-            head_dim: if n_heads > 0 { hidden / n_heads } else { 0 },
+            head_dim,
             hidden,
             ffn: usize_of("feed_forward_length")?,
             vocab: embd.dims.get(1).copied().unwrap_or(0) as usize,
             rope_theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10_000.0) as f32,
             rms_eps: g.get_f64(&k("attention.layer_norm_rms_epsilon"))? as f32,
-            context_len: g.get_u64(&k("context_length")).map(|v| v as usize).unwrap_or(2048),
+            context_len: optional("context_length")?.unwrap_or(2048),
+            sliding,
+            global_every: if gemma { GEMMA3_GLOBAL_EVERY } else { 1 },
+            attn_scale: 1.0 / (head_dim.max(1) as f32).sqrt(),
+            embed_scale: if gemma { (hidden as f32).sqrt() } else { 1.0 },
+            qk_norm: gemma,
+            post_norms: gemma,
+            activation: if gemma { Activation::GeluTanh } else { Activation::Silu },
         };
         cfg.validate()?;
         Ok(cfg)
@@ -99,19 +190,27 @@ impl Config {
         if self.n_layers == 0 || self.n_layers > 512 {
             return bad(format!("{} layers", self.n_layers));
         }
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 || self.n_heads > 1024 {
             return bad(format!("{} heads over {} key/value heads", self.n_heads, self.n_kv_heads));
         }
-        if self.hidden == 0 || self.hidden % self.n_heads != 0 || self.head_dim % 2 != 0 {
-            return bad(format!("hidden size {} over {} heads", self.hidden, self.n_heads));
+        if self.head_dim == 0 || self.head_dim % 2 != 0 || self.head_dim > 1024 || (self.arch == Arch::Llama && self.hidden != self.n_heads * self.head_dim) {
+            return bad(format!("hidden size {} over {} heads of {} dimensions", self.hidden, self.n_heads, self.head_dim));
         }
-        if self.ffn == 0 || self.vocab == 0 || self.hidden > 65_536 || self.ffn > 262_144 {
+        if self.ffn == 0 || self.vocab == 0 || self.hidden == 0 || self.hidden > 65_536 || self.ffn > 262_144 {
             return bad(format!("ffn {} / vocab {} / hidden {}", self.ffn, self.vocab, self.hidden));
         }
         if !(self.rms_eps > 0.0 && self.rms_eps < 1.0) || !(self.rope_theta > 1.0) {
             return bad(format!("rms eps {} / rope theta {}", self.rms_eps, self.rope_theta));
         }
+        if matches!(self.sliding, Some((w, _)) if w == 0) {
+            return bad("a sliding window of 0 tokens".into());
+        }
         Ok(())
+    }
+
+    /// Whether layer `l` attends through the sliding window (Gemma 3's local layers).
+    pub fn is_sliding(&self, l: usize) -> bool {
+        self.sliding.is_some() && l % self.global_every != self.global_every - 1
     }
 
     /// Heads per key/value head (grouped-query attention).
@@ -120,30 +219,107 @@ impl Config {
     }
 }
 
-/// One block's weights, each [out, in] in its GGUF block format (applied as x·Wᵀ).
+/// Refuse, by name, what a file asks for that this engine does not compute (rather than run it
+/// and show wrong numbers).
+fn refuse_unsupported(g: &Gguf, arch: &str) -> Result<(), ModelError> {
+    let no = |what: String| Err(ModelError::Unsupported(what));
+    let key = |k: &str| format!("{arch}.{k}");
+    if let Ok(t) = g.get_str(&key("rope.scaling.type")) {
+        if t != "none" {
+            return no(format!("RoPE scaling ({arch}.rope.scaling.type = {t:?})"));
+        }
+    }
+    if let Ok(f) = g.get_f64(&key("rope.scaling.factor")) {
+        if f != 0.0 && f != 1.0 {
+            return no(format!("RoPE scaling (factor {f})"));
+        }
+    }
+    if g.tensor("rope_freqs.weight").is_ok() {
+        return no("per-dimension RoPE frequencies (tensor rope_freqs.weight)".into());
+    }
+    for k in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if g.get(&key(k)).is_some() {
+            return no(format!("logit soft-capping ({arch}.{k})"));
+        }
+    }
+    if g.get_u64(&key("expert_count")).is_ok_and(|n| n > 0) {
+        return no("a mixture of experts".into());
+    }
+    if g.get(&key("attention.max_alibi_bias")).is_some_and(|v| v.as_f64().is_some_and(|b| b != 0.0)) {
+        return no("ALiBi position biases".into());
+    }
+    if let Some(t) = g.tensors.iter().find(|t| t.name.ends_with(".bias")) {
+        return no(format!("bias vectors (tensor {})", t.name));
+    }
+    if arch == "llama" && g.tensor("blk.0.attn_q_norm.weight").is_ok() {
+        return no("QK-norm in a llama file".into());
+    }
+    Ok(())
+}
+
+/// One block's weights, each matrix [out, in] in its GGUF block format (applied as x·Wᵀ), each norm
+/// weight [1, width] as stored.
 struct Layer {
     attn_norm: Tensor<2>,
-    /// Q, K and V stacked: [(H + 2 KV)·D, hidden], Q and K rows un-permuted to the HF order.
+    /// Q, K and V stacked: [(H + 2 KV)·D, hidden], Q and K rows in rotate-half order.
     wqkv: Linear,
+    /// QK-norm weights [1, D], shared by the heads (Gemma 3).
+    q_norm: Option<Tensor<2>>,
+    k_norm: Option<Tensor<2>>,
     /// [hidden, H·D]
     wo: Linear,
+    /// Norm of the attention output before the residual add [1, hidden] (Gemma 3).
+    post_attn_norm: Option<Tensor<2>>,
+    /// The MLP's pre-norm [1, hidden].
     ffn_norm: Tensor<2>,
     /// Gate rows, then up rows: [2·ffn, hidden].
     w_gate_up: Linear,
     /// [hidden, ffn]
     w_down: Linear,
+    /// Norm of the MLP output before the residual add [1, hidden] (Gemma 3).
+    post_ffn_norm: Option<Tensor<2>>,
 }
 
 /// The model's weights on a burn device.
-pub struct Llama {
+pub struct Model {
     pub config: Config,
     device: Device,
-    /// [vocab, hidden]; also the output matrix when tied.
-    embed: Weight,
+    /// [vocab, hidden]; also the output matrix when tied. Split into parts of at most
+    /// [`crate::weights::MAX_PART_BYTES`] (Gemma's 170 MB embedding is larger than WebGPU's
+    /// 128 MiB binding limit).
+    embed: Linear,
     /// Untied output matrix [vocab, hidden].
-    output: Option<Weight>,
+    output: Option<Linear>,
     out_norm: Tensor<2>,
     layers: Vec<Layer>,
+}
+
+/// Most bytes the weights may take in memory: a browser tab's wasm32 has 4 GiB of address space, and
+/// the trace, the tokenizer and the page need room too.
+#[cfg(target_arch = "wasm32")]
+pub const MAX_WEIGHT_BYTES: usize = 1536 << 20;
+#[cfg(not(target_arch = "wasm32"))]
+pub const MAX_WEIGHT_BYTES: usize = 16 << 30;
+
+/// Bytes the file's tensors take once loaded: the block formats as stored, other types (F16, BF16)
+/// expanded to f32. At most twice the file's size.
+pub fn weights_in_memory(g: &Gguf) -> usize {
+    g.tensors
+        .iter()
+        .map(|t| match crate::quant::QType::from_ggml(t.ggml_type) {
+            Some(_) => t.byte_len.unwrap_or(0) as usize,
+            None => (t.n_elements() as usize).saturating_mul(4),
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// Refuse a model whose weights would take more than `limit` bytes, before allocating any.
+pub fn check_memory(g: &Gguf, limit: usize) -> Result<(), ModelError> {
+    let need = weights_in_memory(g);
+    if need > limit {
+        return Err(ModelError::TooLarge { need_mb: need.div_ceil(1 << 20), limit_mb: limit >> 20 });
+    }
+    Ok(())
 }
 
 fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
@@ -167,147 +343,208 @@ fn tensor2(data: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<
     Tensor::from_data(TensorData::new(data, [rows, cols]), device)
 }
 
-impl Llama {
+impl Model {
     /// Build the model from a parsed GGUF file onto `device`. Matrices keep their block format.
     pub fn from_gguf(g: &Gguf, device: &Device) -> Result<Self, ModelError> {
         let c = Config::from_gguf(g)?;
+        check_memory(g, MAX_WEIGHT_BYTES)?;
         let (hd, d) = (c.hidden, c.head_dim);
         let (qd, kvd) = (c.n_heads * d, c.n_kv_heads * d);
         let matrix = |name: &str, rows: usize, cols: usize| HostMatrix::from_gguf(g, name, rows, cols);
-        let embed = Weight::upload(matrix("token_embd.weight", c.vocab, hd)?, device);
+        let norm = |name: &str, len: usize| -> Result<Tensor<2>, ModelError> { Ok(tensor2(load_vector(g, name, len)?, 1, len, device)) };
+        let optional_norm = |name: &str, len: usize, present: bool| present.then(|| norm(name, len)).transpose();
+        let embed = Linear::split_rows(matrix("token_embd.weight", c.vocab, hd)?, device);
         let output = match g.tensor("output.weight") {
-            Ok(_) => Some(Weight::upload(matrix("output.weight", c.vocab, hd)?, device)),
+            Ok(_) => Some(Linear::split_rows(matrix("output.weight", c.vocab, hd)?, device)),
             Err(GgufError::MissingTensor(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let out_norm = tensor2(load_vector(g, "output_norm.weight", hd)?, 1, hd, device);
+        // llama.cpp interleaves each Llama head's Q/K rows for adjacent-pair RoPE; Gemma's are as trained.
+        let unpermute = |m: HostMatrix| if c.arch == Arch::Llama { m.permute_rows(|r| unpermute_row(r, d)) } else { m };
         let mut layers = Vec::with_capacity(c.n_layers);
         for l in 0..c.n_layers {
             let name = |s: &str| format!("blk.{l}.{s}.weight");
-            let q = matrix(&name("attn_q"), qd, hd)?.permute_rows(|r| unpermute_row(r, d));
-            let k = matrix(&name("attn_k"), kvd, hd)?.permute_rows(|r| unpermute_row(r, d));
+            let q = unpermute(matrix(&name("attn_q"), qd, hd)?);
+            let k = unpermute(matrix(&name("attn_k"), kvd, hd)?);
             let v = matrix(&name("attn_v"), kvd, hd)?;
             layers.push(Layer {
-                attn_norm: tensor2(load_vector(g, &name("attn_norm"), hd)?, 1, hd, device),
+                attn_norm: norm(&name("attn_norm"), hd)?,
                 wqkv: Linear::stack(vec![q, k, v], device),
+                q_norm: optional_norm(&name("attn_q_norm"), d, c.qk_norm)?,
+                k_norm: optional_norm(&name("attn_k_norm"), d, c.qk_norm)?,
                 wo: Linear::single(matrix(&name("attn_output"), hd, qd)?, device),
-                ffn_norm: tensor2(load_vector(g, &name("ffn_norm"), hd)?, 1, hd, device),
+                post_attn_norm: optional_norm(&name("post_attention_norm"), hd, c.post_norms)?,
+                ffn_norm: norm(&name("ffn_norm"), hd)?,
                 w_gate_up: Linear::stack(vec![matrix(&name("ffn_gate"), c.ffn, hd)?, matrix(&name("ffn_up"), c.ffn, hd)?], device),
                 w_down: Linear::single(matrix(&name("ffn_down"), hd, c.ffn)?, device),
+                post_ffn_norm: optional_norm(&name("post_ffw_norm"), hd, c.post_norms)?,
             });
         }
+        let out_norm = norm("output_norm.weight", hd)?;
         Ok(Self { config: c, device: device.clone(), embed, output, out_norm, layers })
     }
 
     /// Bytes the weights take on the device (matrices in their block formats, plus the f32 norms).
     pub fn weight_bytes(&self) -> usize {
-        let norms = (self.config.n_layers * 2 + 1) * self.config.hidden * 4;
-        let layers: usize = self.layers.iter().map(|l| l.wqkv.size_bytes() + l.wo.size_bytes() + l.w_gate_up.size_bytes() + l.w_down.size_bytes()).sum();
-        norms + layers + self.embed.size_bytes() + self.output.as_ref().map_or(0, Weight::size_bytes)
+        let norm = |t: &Tensor<2>| t.shape().num_elements() * 4;
+        let opt = |t: &Option<Tensor<2>>| t.as_ref().map_or(0, norm);
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.wqkv.size_bytes() + l.wo.size_bytes() + l.w_gate_up.size_bytes() + l.w_down.size_bytes()
+                    + norm(&l.attn_norm) + norm(&l.ffn_norm) + opt(&l.q_norm) + opt(&l.k_norm) + opt(&l.post_attn_norm) + opt(&l.post_ffn_norm)
+            })
+            .sum();
+        norm(&self.out_norm) + layers + self.embed.size_bytes() + self.output.as_ref().map_or(0, Linear::size_bytes)
     }
 
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// RMSNorm over the last dimension with the weight as stored (`x · rsqrt(mean(x²) + eps) · w`).
     fn rms_norm(&self, x: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
         let inv = x.clone().square().mean_dim(1).add_scalar(self.config.rms_eps).sqrt().recip();
         x * inv * w.clone()
     }
 
-    /// cos and sin tables [T, D] for positions `start..start + n` (rotate-half layout).
-    fn rope_tables(&self, start: usize, n: usize) -> (Tensor<2>, Tensor<2>) {
-        let d = self.config.head_dim;
+    /// RMSNorm of every head: x [heads, n, D] with a weight [1, D].
+    fn head_norm(&self, x: Tensor<3>, w: &Option<Tensor<2>>) -> Tensor<3> {
+        match w {
+            Some(w) => {
+                let [h, n, d] = x.dims();
+                self.rms_norm(x.reshape([h * n, d]), w).reshape([h, n, d])
+            }
+            None => x,
+        }
+    }
+
+    /// Gemma's post-sublayer norm, when the layer has one.
+    fn post_norm(&self, x: Tensor<2>, w: &Option<Tensor<2>>) -> Tensor<2> {
+        match w {
+            Some(w) => self.rms_norm(x, w),
+            None => x,
+        }
+    }
+
+    /// The gated MLP on its normed input [n, hidden].
+    fn mlp(&self, layer: &Layer, x: Tensor<2>) -> Tensor<2> {
+        let ffn = self.config.ffn;
+        let gu = layer.w_gate_up.forward(x);
+        let gate = gu.clone().narrow(1, 0, ffn);
+        let up = gu.narrow(1, ffn, ffn);
+        let gate = match self.config.activation {
+            Activation::Silu => silu(gate),
+            Activation::GeluTanh => gelu_tanh(gate),
+        };
+        layer.w_down.forward(gate * up)
+    }
+
+    /// RoPE tables and the additive mask for `n` new queries at positions `past..past + n`.
+    fn attention_inputs(&self, base: f32, window: Option<usize>, past: usize, n: usize) -> AttnInputs {
+        let (d, g, t) = (self.config.head_dim, self.config.group(), past + n);
         let half = d / 2;
         let mut cos = Vec::with_capacity(n * d);
         let mut sin = Vec::with_capacity(n * d);
-        for p in start..start + n {
+        for p in past..t {
             for j in 0..d {
-                let i = j % half;
-                let inv_freq = 1.0 / (self.config.rope_theta as f64).powf(2.0 * i as f64 / d as f64);
+                let inv_freq = 1.0 / (base as f64).powf(2.0 * (j % half) as f64 / d as f64);
                 let angle = p as f64 * inv_freq;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }
         }
-        (tensor2(cos, n, d, &self.device), tensor2(sin, n, d, &self.device))
+        // Query p sees key k when k <= p (and p - k < window): [G·n, T], repeated over a group's heads.
+        let mut mask = Vec::with_capacity(g * n * t);
+        for _ in 0..g {
+            for p in past..t {
+                mask.extend((0..t).map(|k| if k <= p && window.is_none_or(|w| p - k < w) { 0.0 } else { MASKED }));
+            }
+        }
+        AttnInputs {
+            cos: tensor2(cos, n, d, &self.device),
+            sin: tensor2(sin, n, d, &self.device),
+            mask: tensor2(mask, g * n, t, &self.device).unsqueeze::<3>(),
+        }
     }
 
-    /// x [heads, n, D] rotated by the tables [n, D].
-    fn rope(x: Tensor<3>, cos: &Tensor<2>, sin: &Tensor<2>) -> Tensor<3> {
-        let [h, n, d] = x.dims();
-        let half = d / 2;
+    /// x [heads, n, D] rotated by the tables [n, D] (rotate-half: pairs (i, i + D/2)).
+    fn rope(x: Tensor<3>, at: &AttnInputs) -> Tensor<3> {
+        let half = x.dims()[2] / 2;
         let x1 = x.clone().narrow(2, 0, half);
         let x2 = x.clone().narrow(2, half, half);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
-        let _ = (h, n);
-        x * cos.clone().unsqueeze::<3>() + rotated * sin.clone().unsqueeze::<3>()
+        x * at.cos.clone().unsqueeze::<3>() + rotated * at.sin.clone().unsqueeze::<3>()
+    }
+
+    /// One layer's attention on its normed input [n, hidden], given the cached keys and values.
+    fn attention(&self, layer: &Layer, x: Tensor<2>, at: &AttnInputs, past: Option<&(Tensor<3>, Tensor<3>)>) -> Attn {
+        let c = &self.config;
+        let (h, kv, d, g, n) = (c.n_heads, c.n_kv_heads, c.head_dim, c.group(), x.dims()[0]);
+        let qkv = layer.wqkv.forward(x);
+        // [n, heads·D] -> [heads, n, D]
+        let split = |start: usize, heads: usize| qkv.clone().narrow(1, start, heads * d).reshape([n, heads, d]).swap_dims(0, 1);
+        let q = Self::rope(self.head_norm(split(0, h), &layer.q_norm), at);
+        let k_new = Self::rope(self.head_norm(split(h * d, kv), &layer.k_norm), at);
+        let v_new = split((h + kv) * d, kv);
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk.clone(), k_new], 1), Tensor::cat(vec![pv.clone(), v_new.clone()], 1)),
+            None => (k_new, v_new.clone()),
+        };
+        let t = k.dims()[1];
+        // Grouped-query attention as one batched matmul per KV head: [KV, G·n, D] x [KV, D, T].
+        let scores = q.reshape([kv, g * n, d]).matmul(k.clone().swap_dims(1, 2)).mul_scalar(c.attn_scale) + at.mask.clone();
+        let pattern = softmax(scores, 2);
+        let z = pattern.clone().matmul(v.clone()).reshape([h, n, d]);
+        let out = layer.wo.forward(z.clone().swap_dims(0, 1).reshape([n, h * d]));
+        Attn { pattern: pattern.reshape([h, n, t]), v_new, z, out: self.post_norm(out, &layer.post_attn_norm), kv: (k, v) }
     }
 
     /// Run tokens `ids` at positions `past..past + n`, given the keys and values of the `past`
     /// earlier tokens. Returns device tensors; nothing is read back here.
     fn forward_tensors(&self, ids: &[u32], past: usize, past_kv: &[(Tensor<3>, Tensor<3>)], opts: &TraceOptions) -> Forward {
         let c = &self.config;
-        let (n, t) = (ids.len(), past + ids.len());
-        let (h, kv, d, g) = (c.n_heads, c.n_kv_heads, c.head_dim, c.group());
-        let ids_t = Tensor::<1, Int>::from_data(TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]), &self.device);
-        let mut x = self.embed.rows(ids_t);
-        let (cos, sin) = self.rope_tables(past, n);
-        // Additive causal mask for the new queries, repeated over the heads of a group: [G·n, T].
-        let mut mask = Vec::with_capacity(g * n * t);
-        for _ in 0..g {
-            for i in 0..n {
-                mask.extend((0..t).map(|k| if k <= past + i { 0.0 } else { MASKED }));
-            }
+        let n = ids.len();
+        let mut x = self.embed.rows(ids, &self.device);
+        if c.embed_scale != 1.0 {
+            x = x.mul_scalar(c.embed_scale);
         }
-        let mask = tensor2(mask, g * n, t, &self.device).unsqueeze::<3>();
-        let scale = 1.0 / (d as f32).sqrt();
+        // RoPE tables and masks: one set for the global layers, one for the sliding ones.
+        let global = self.attention_inputs(c.rope_theta, None, past, n);
+        let local = c.sliding.map(|(w, base)| self.attention_inputs(base, Some(w), past, n));
 
         let mut out = Forward { kv: Vec::with_capacity(c.n_layers), layers: Vec::with_capacity(c.n_layers), final_norm: None, logits: None };
         for (l, layer) in self.layers.iter().enumerate() {
-            let record = opts.records(l);
-            let resid_pre = x.clone();
-            let qkv = layer.wqkv.forward(self.rms_norm(x.clone(), &layer.attn_norm));
-            // [n, heads·D] -> [heads, n, D]
-            let split = |start: usize, heads: usize| qkv.clone().narrow(1, start, heads * d).reshape([n, heads, d]).swap_dims(0, 1);
-            let q = Self::rope(split(0, h), &cos, &sin);
-            let k_new = Self::rope(split(h * d, kv), &cos, &sin);
-            let v_new = split((h + kv) * d, kv);
-            let (k, v) = match past_kv.get(l) {
-                Some((pk, pv)) if past > 0 => (Tensor::cat(vec![pk.clone(), k_new], 1), Tensor::cat(vec![pv.clone(), v_new.clone()], 1)),
-                _ => (k_new, v_new.clone()),
+            let at = match &local {
+                Some(local) if c.is_sliding(l) => local,
+                _ => &global,
             };
-            // Grouped-query attention as one batched matmul per KV head: [KV, G·n, D] x [KV, D, T].
-            let qg = q.reshape([kv, g * n, d]);
-            let scores = qg.matmul(k.clone().swap_dims(1, 2)).mul_scalar(scale) + mask.clone();
-            let pattern = softmax(scores, 2);
-            let z = pattern.clone().matmul(v.clone()); // [KV, G·n, D]
-            let z_heads = z.reshape([h, n, d]);
-            let attn_out = layer.wo.forward(z_heads.clone().swap_dims(0, 1).reshape([n, h * d]));
-            x = x + attn_out.clone();
-            let gu = layer.w_gate_up.forward(self.rms_norm(x.clone(), &layer.ffn_norm));
-            let gate = gu.clone().narrow(1, 0, c.ffn);
-            let up = gu.narrow(1, c.ffn, c.ffn);
-            x = x.clone() + layer.w_down.forward(silu(gate) * up);
-
-            out.layers.push(record.then(|| ForwardLayer {
-                pattern: pattern.reshape([h, n, t]),
-                v: v_new,
-                z: opts.keep_z.then_some(z_heads),
-                resid: opts.keep_resid.then(|| [resid_pre, attn_out, x.clone()]),
+            let resid_pre = x.clone();
+            let a = self.attention(layer, self.rms_norm(x.clone(), &layer.attn_norm), at, past_kv.get(l).filter(|_| past > 0));
+            x = x + a.out.clone();
+            let mlp = self.mlp(layer, self.rms_norm(x.clone(), &layer.ffn_norm));
+            x = x + self.post_norm(mlp, &layer.post_ffn_norm);
+            out.layers.push(opts.records(l).then(|| ForwardLayer {
+                pattern: a.pattern,
+                v: a.v_new,
+                z: opts.keep_z.then_some(a.z),
+                resid: opts.keep_resid.then(|| [resid_pre, a.out, x.clone()]),
             }));
-            out.kv.push((k, v));
+            out.kv.push(a.kv);
         }
         let normed = self.rms_norm(x, &self.out_norm);
         let for_logits = if opts.all_logits { normed.clone() } else { normed.clone().narrow(0, n - 1, 1) };
-        out.logits = Some(self.output.as_ref().unwrap_or(&self.embed).matmul_nt(for_logits));
+        out.logits = Some(self.output.as_ref().unwrap_or(&self.embed).forward(for_logits));
         if opts.keep_resid {
             out.final_norm = Some(normed);
         }
         out
     }
 
-    /// The head's slice of W_O as [D, hidden] (row i: where z_i goes in the residual stream).
+    /// The head's slice of W_O as [D, hidden] (row i: where z_i goes in the residual stream). With a
+    /// post-attention norm (Gemma 3) each column is multiplied by the norm's weight: the norm scales a
+    /// token's whole attention output by one number, so this is the direction the head writes in.
     pub async fn w_o_head(&self, layer: usize, head: usize) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let l = self.layers.get(layer).ok_or_else(|| ModelError::BadConfig(format!("no layer {layer}")))?;
@@ -324,10 +561,43 @@ impl Llama {
         if wo.len() != hd * cols {
             return Err(ModelError::Device(format!("W_O read back with {} values", wo.len())));
         }
-        Ok((0..d).flat_map(|i| (0..hd).map(move |r| (r, i))).map(|(r, i)| wo[r * cols + head * d + i]).collect())
+        let scale = match &l.post_attn_norm {
+            Some(w) => w.clone().into_data_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?.try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("{e:?}")))?,
+            None => vec![1.0; hd],
+        };
+        Ok((0..d).flat_map(|i| (0..hd).map(move |r| (r, i))).map(|(r, i)| wo[r * cols + head * d + i] * scale[r]).collect())
     }
 }
 
+
+/// GELU with the tanh approximation (HF's `gelu_pytorch_tanh`), x³ as a product: WGSL's `pow` is
+/// undefined for negative bases.
+fn gelu_tanh(x: Tensor<2>) -> Tensor<2> {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let inner = (x.clone() + x.clone() * x.clone() * x.clone() * 0.044715).mul_scalar(SQRT_2_OVER_PI);
+    (x * inner.tanh().add_scalar(1.0)).mul_scalar(0.5)
+}
+
+/// RoPE tables [n, D] and the additive mask [1, G·n, T] shared by the layers of one kind.
+struct AttnInputs {
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    mask: Tensor<3>,
+}
+
+/// What one layer's attention computed.
+struct Attn {
+    /// [H, n, T]
+    pattern: Tensor<3>,
+    /// The new tokens' values [KV, n, D].
+    v_new: Tensor<3>,
+    /// Per-head outputs [H, n, D].
+    z: Tensor<3>,
+    /// What joins the residual stream [n, hidden] (after the post-norm, if any).
+    out: Tensor<2>,
+    /// Keys and values of all T tokens, for the cache.
+    kv: (Tensor<3>, Tensor<3>),
+}
 
 struct ForwardLayer {
     pattern: Tensor<3>,
@@ -420,14 +690,14 @@ struct Cache {
 
 /// A model plus the cache of its last prompt.
 pub struct Engine {
-    pub model: Llama,
+    pub model: Model,
     cache: Option<Cache>,
     /// Longest prompt accepted, in tokens.
     pub max_tokens: usize,
 }
 
 impl Engine {
-    pub fn new(model: Llama) -> Self {
+    pub fn new(model: Model) -> Self {
         let max_tokens = model.config.context_len;
         Self { model, cache: None, max_tokens }
     }

@@ -1,13 +1,26 @@
 //! Layer 2: a `tokenizers::Tokenizer` built from the GGUF's own `tokenizer.ggml.*` metadata.
 //!
-//! Only the GPT-2 style byte-level BPE (`tokenizer.ggml.model = "gpt2"`) is supported. For the
-//! pre-tokenizer type `smollm` the original SmolLM2 pre-tokenization is rebuilt: individual digits,
-//! then the byte-level GPT-2 regex without a prefix space. Control tokens become special tokens so
-//! that `<|im_start|>` in a prompt is one token. No BOS is added: SmolLM2's GGUF says
-//! `add_bos_token = false`, and the prompt-format option of the app adds one explicitly.
+//! Two tokenizer models are supported, and anything else is refused with its name:
+//! * `gpt2`: GPT-2 style byte-level BPE with the file's merges. Pre-tokenizers `smollm` (SmolLM2:
+//!   individual digits, then the byte-level GPT-2 regex without a prefix space) and `gpt2`.
+//! * `llama`: SentencePiece-style BPE (Gemma 3, Llama 2): scores instead of merges, so the merges are
+//!   rebuilt as HF transformers' GGUF loader does (every split of a piece into two vocabulary pieces,
+//!   ranked by the piece's score), spaces become `▁` (with a `▁` prefix when `add_space_prefix`), and
+//!   characters outside the vocabulary fall back to byte tokens `<0xNN>`. Pre-tokenizer `default` only.
+//!
+//! Control tokens become special tokens (`<|im_start|>`, `<bos>` in a prompt are one token);
+//! user-defined tokens (Gemma's runs of spaces and newlines, HTML tags) are always matched whole.
+//! No BOS is added here: [`Tokenizer::add_bos`] says whether the file wants one, and the app's prompt
+//! formats add it.
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::prepend::Prepend;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::{NormalizerWrapper, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -16,15 +29,32 @@ use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
 
 use crate::gguf::{Gguf, GgufError, Value};
 
-/// ggml's token type for control tokens (`<|im_start|>` and friends).
+/// ggml's token types.
+const TOKEN_TYPE_NORMAL: i64 = 1;
 const TOKEN_TYPE_CONTROL: i64 = 3;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+const TOKEN_TYPE_BYTE: i64 = 6;
+
+/// SentencePiece's word-boundary mark, which stands for a space.
+const SPM_SPACE: char = '\u{2581}';
+
+/// The two tokenizer families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// GPT-2 byte-level BPE: symbols spell bytes in a printable alphabet.
+    ByteLevel,
+    /// SentencePiece BPE: `▁` for spaces, `<0xNN>` byte tokens.
+    SentencePiece,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     #[error("tokenizer metadata: {0}")]
     Metadata(#[from] GgufError),
-    #[error("unsupported tokenizer model {0:?} (only the byte-level BPE \"gpt2\" is supported)")]
+    #[error("unsupported tokenizer model {0:?} (supported: \"gpt2\" byte-level BPE and \"llama\" SentencePiece BPE)")]
     UnsupportedModel(String),
+    #[error("unsupported pre-tokenizer {pre:?} for the {model:?} tokenizer (supported: {supported})")]
+    UnsupportedPreTokenizer { model: String, pre: String, supported: &'static str },
     #[error("malformed tokenizer metadata: {0}")]
     Malformed(String),
     #[error("tokenizer: {0}")]
@@ -43,7 +73,9 @@ pub struct Token {
 
 pub struct Tokenizer {
     inner: HfTokenizer,
+    kind: Kind,
     vocab: Vec<String>,
+    types: Vec<i64>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
     /// `tokenizer.ggml.add_bos_token` (false for SmolLM2).
@@ -61,22 +93,14 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     pub fn from_gguf(g: &Gguf) -> Result<Self, TokenizerError> {
         let model = g.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(model.to_string()));
-        }
         let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
         let tokens = g.get_str_array("tokenizer.ggml.tokens")?;
-        let merges = g.get_str_array("tokenizer.ggml.merges")?;
         let types: Vec<i64> = match g.get("tokenizer.ggml.token_type") {
-            Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().map(|x| x as i64).unwrap_or(1)).collect(),
-            _ => vec![1; tokens.len()],
+            Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().map(|x| x as i64).unwrap_or(TOKEN_TYPE_NORMAL)).collect(),
+            _ => vec![TOKEN_TYPE_NORMAL; tokens.len()],
         };
         if types.len() != tokens.len() {
-            return Err(TokenizerError::Malformed(format!(
-                "{} token types for {} tokens",
-                types.len(),
-                tokens.len()
-            )));
+            return Err(TokenizerError::Malformed(format!("{} token types for {} tokens", types.len(), tokens.len())));
         }
         let vocab_size = tokens.len();
         let optional_id = |key: &str| -> Result<Option<u32>, TokenizerError> {
@@ -88,51 +112,44 @@ impl Tokenizer {
                 },
             }
         };
-        let bos_id = optional_id("tokenizer.ggml.bos_token_id")?;
-        let eos_id = optional_id("tokenizer.ggml.eos_token_id")?;
-        let add_bos = matches!(g.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true)));
-        let chat_template = g.get_str("tokenizer.chat_template").ok().map(str::to_string);
-
-        let mut vocab = tokenizers::models::bpe::Vocab::default();
-        for (id, t) in tokens.iter().enumerate() {
-            vocab.insert(t.to_string(), id as u32);
-        }
-        let merges = merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| TokenizerError::Malformed(format!("merge {m:?} has no space")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| TokenizerError::Build(e.to_string()))?;
-
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre_tokenizer: PreTokenizerWrapper = match pre {
-            "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
-            _ => byte_level.into(),
+        let unsupported_pre = |supported| TokenizerError::UnsupportedPreTokenizer { model: model.into(), pre: pre.into(), supported };
+        let (kind, mut inner) = match model {
+            "gpt2" => {
+                let pre_tokenizer: PreTokenizerWrapper = match pre {
+                    "smollm" => Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, true, true).into()]).into(),
+                    "gpt2" => ByteLevel::new(false, true, true).into(),
+                    _ => return Err(unsupported_pre("smollm, gpt2")),
+                };
+                let mut t = HfTokenizer::new(byte_level_bpe(g, &tokens)?);
+                t.with_pre_tokenizer(Some(pre_tokenizer));
+                t.with_decoder(Some(ByteLevelDecoder::default()));
+                (Kind::ByteLevel, t)
+            }
+            "llama" => {
+                if pre != "default" {
+                    return Err(unsupported_pre("default"));
+                }
+                let space_prefix = matches!(g.get("tokenizer.ggml.add_space_prefix"), Some(Value::Bool(true)));
+                (Kind::SentencePiece, sentencepiece(g, &tokens, space_prefix)?)
+            }
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
         };
-        let mut inner = HfTokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-        let specials: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&types)
-            .filter(|(_, &ty)| ty == TOKEN_TYPE_CONTROL)
-            .map(|(t, _)| AddedToken::from(t.to_string(), true))
-            .collect();
-        inner.add_special_tokens(&specials);
+        let spell = |t: &str| if kind == Kind::SentencePiece { t.replace(' ', "\u{2581}") } else { t.to_string() };
+        let added = |ty: i64, special: bool| -> Vec<AddedToken> {
+            tokens.iter().zip(&types).filter(|(_, &t)| t == ty).map(|(t, _)| AddedToken::from(spell(t), special)).collect()
+        };
+        inner.add_special_tokens(&added(TOKEN_TYPE_CONTROL, true));
+        inner.add_tokens(&added(TOKEN_TYPE_USER_DEFINED, false));
 
         Ok(Self {
             inner,
+            kind,
             vocab: tokens.iter().map(|s| s.to_string()).collect(),
-            bos_id,
-            eos_id,
-            add_bos,
-            chat_template,
+            types,
+            bos_id: optional_id("tokenizer.ggml.bos_token_id")?,
+            eos_id: optional_id("tokenizer.ggml.eos_token_id")?,
+            add_bos: matches!(g.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true))),
+            chat_template: g.get_str("tokenizer.chat_template").ok().map(str::to_string),
         })
     }
 
@@ -169,10 +186,14 @@ impl Tokenizer {
         self.vocab.get(id as usize).map(String::as_str).unwrap_or("")
     }
 
-    /// The text of a single token (special tokens are shown as their symbol).
+    fn is_control(&self, id: u32) -> bool {
+        self.types.get(id as usize) == Some(&TOKEN_TYPE_CONTROL)
+    }
+
+    /// The text of a single token (control tokens are shown as their symbol).
     pub fn token_text(&self, id: u32) -> String {
         let symbol = self.symbol(id);
-        if symbol.starts_with("<|") && symbol.ends_with("|>") {
+        if self.is_control(id) || (symbol.starts_with("<|") && symbol.ends_with("|>")) {
             return symbol.to_string();
         }
         self.inner.decode(&[id], false).unwrap_or_else(|_| symbol.to_string())
@@ -186,15 +207,79 @@ impl Tokenizer {
         self.inner.decode(ids, false).unwrap_or_default()
     }
 
-    /// The bytes a token stands for (its symbol mapped back through the byte-level alphabet), or
-    /// `None` for special tokens and symbols outside that alphabet.
+    /// The bytes a token stands for, or `None` for control tokens and symbols that spell no bytes.
+    /// Byte-level: the symbol mapped back through the byte-level alphabet; SentencePiece: `<0xNN>`
+    /// is byte NN, `▁` a space, anything else its UTF-8.
     pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
         let symbol = self.symbol(id);
-        if symbol.is_empty() || (symbol.starts_with("<|") && symbol.ends_with("|>")) {
+        if symbol.is_empty() || self.is_control(id) || (symbol.starts_with("<|") && symbol.ends_with("|>")) {
             return None;
         }
-        symbol.chars().map(byte_of_char).collect()
+        match self.kind {
+            Kind::ByteLevel => symbol.chars().map(byte_of_char).collect(),
+            Kind::SentencePiece if self.types.get(id as usize) == Some(&TOKEN_TYPE_BYTE) => {
+                let hex = symbol.strip_prefix("<0x")?.strip_suffix('>')?;
+                u8::from_str_radix(hex, 16).ok().map(|b| vec![b])
+            }
+            Kind::SentencePiece => Some(symbol.replace(SPM_SPACE, " ").into_bytes()),
+        }
     }
+}
+
+/// GPT-2 byte-level BPE from the file's merges (`"a b"` strings).
+fn byte_level_bpe(g: &Gguf, tokens: &[&str]) -> Result<BPE, TokenizerError> {
+    let merges = g
+        .get_str_array("tokenizer.ggml.merges")?
+        .iter()
+        .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| TokenizerError::Malformed(format!("merge {m:?} has no space"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vocab: tokenizers::models::bpe::Vocab = tokens.iter().enumerate().map(|(id, t)| (t.to_string(), id as u32)).collect();
+    BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| TokenizerError::Build(e.to_string()))
+}
+
+/// SentencePiece-style BPE: the vocabulary with spaces spelled `▁`, merges rebuilt from the scores
+/// (as `transformers`' GGUF loader does, so the reference's ids are reproduced: every split of a piece
+/// into two pieces of the vocabulary is a merge, ranked by the piece's score, highest first, ties by
+/// the two halves' ids), byte fallback, and a decoder that undoes all three.
+fn sentencepiece(g: &Gguf, tokens: &[&str], space_prefix: bool) -> Result<HfTokenizer, TokenizerError> {
+    let scores: Vec<f32> = match g.get("tokenizer.ggml.scores") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().map(|x| x as f32).unwrap_or(0.0)).collect(),
+        _ => return Err(TokenizerError::Malformed("a SentencePiece tokenizer needs tokenizer.ggml.scores".into())),
+    };
+    if scores.len() != tokens.len() {
+        return Err(TokenizerError::Malformed(format!("{} scores for {} tokens", scores.len(), tokens.len())));
+    }
+    let pieces: Vec<String> = tokens.iter().map(|t| t.replace(' ', "\u{2581}")).collect();
+    let mut vocab = tokenizers::models::bpe::Vocab::default();
+    for (id, p) in pieces.iter().enumerate() {
+        vocab.entry(p.clone()).or_insert(id as u32);
+    }
+    // (score, left id, right id, piece id) for every split of every piece into two pieces
+    let mut merges: Vec<(f32, u32, u32, u32)> = Vec::new();
+    for (id, p) in pieces.iter().enumerate() {
+        for (i, _) in p.char_indices().skip(1) {
+            if let (Some(&l), Some(&r)) = (vocab.get(&p[..i]), vocab.get(&p[i..])) {
+                merges.push((scores[id], l, r, id as u32));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.cmp(&b.3)).then((a.1, a.2).cmp(&(b.1, b.2))));
+    let merges = merges.into_iter().map(|(_, l, r, _)| (pieces[l as usize].clone(), pieces[r as usize].clone())).collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .build()
+        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+    let mut t = HfTokenizer::new(bpe);
+    let replace = |a: &str, b: &str| Replace::new(a, b).map_err(|e| TokenizerError::Build(e.to_string()));
+    let mut norm: Vec<NormalizerWrapper> = Vec::new();
+    if space_prefix {
+        norm.push(Prepend::new("\u{2581}".into()).into());
+    }
+    norm.push(replace(" ", "\u{2581}")?.into());
+    t.with_normalizer(Some(NormalizerSequence::new(norm)));
+    t.with_decoder(Some(DecoderSequence::new(vec![replace("\u{2581}", " ")?.into(), ByteFallback::new().into(), Fuse::new().into()])));
+    Ok(t)
 }
 
 /// The byte that a character of GPT-2's byte-level alphabet stands for. The alphabet maps the 188

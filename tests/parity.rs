@@ -108,7 +108,7 @@ fn prompt_c() {
 #[test]
 fn incremental_forward_equals_full_forward() {
     let (tok, _) = engine();
-    let mut eng = Engine::new(sinkscope::model::Llama::from_gguf(&sinkscope::gguf::Gguf::parse(common::model_bytes()).unwrap(), &burn::prelude::Device::flex()).unwrap());
+    let mut eng = Engine::new(sinkscope::model::Model::from_gguf(&sinkscope::gguf::Gguf::parse(common::model_bytes()).unwrap(), &burn::prelude::Device::flex()).unwrap());
     let opts = TraceOptions::full();
     let steps = [
         "The capital of France",
