@@ -3,7 +3,7 @@
 //! Layers, each depending only on those above it:
 //! 1. [`gguf`] — file reading and dequantization;
 //! 2. [`tokenizer`] — a `tokenizers` tokenizer built from GGUF metadata;
-//! 3. [`model`] — the Llama model in burn, returning a trace of internals;
+//! 3. [`model`] — the decoder (Llama and Gemma 3 families) in burn, returning a trace of internals;
 //! 4. `analysis` — sinks, catch, tag, release, PCA (plain data in, plain data out);
 //! 5. `app` — view state, URL codec, scheduling; 6. `web` (wasm only) — worker and drawing.
 

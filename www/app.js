@@ -4,12 +4,11 @@
 // frame arrives as NaN: every number shown goes through num(), which prints "–" for it.
 
 const $ = (id) => document.getElementById(id);
-const MODEL_URL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 // Two builds of the same worker (scripts/build-web.sh): the small CPU one, and the WebGPU one.
 const WORKERS = { cpu: { loader: "./sinkscope_loader.js", name: "sinkscope" }, webgpu: { loader: "./sinkscope-webgpu_loader.js", name: "sinkscope-webgpu" } };
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
-const VIEWS = ["heatmap", "tags", "release", "heads", "lab"];
+const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm"];
 const GRID_MODES = ["alpha", "sinks", "explained"];
 
 let worker = null;
@@ -27,6 +26,11 @@ let slowTimer = null;
 let labShown = false;
 let dirty = false;         // the user edited the prompt or eps since the last update was sent
 const figureUrls = new Map(); // container id -> blob URLs to revoke
+let catalogue = [];        // the models the worker offers (name, size, licence), from its "alive"
+let maxFileBytes = Infinity; // the largest model file the worker will try to load
+let localFile = null;      // a GGUF file opened from this computer (kept to reload it on a backend switch)
+let loadedModel = null;    // the model id the current worker runs
+let compared = null;       // "prompt|eps" of the comparison on screen (or being computed)
 
 const num = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
 const pct = (x) => (typeof x === "number" && Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : "–");
@@ -135,8 +139,66 @@ let loadedChoice = undefined; // the backend choice the current model was loaded
 function initModel() {
   ready = false;
   loadedChoice = state.backend || null;
-  showLoading("Loading the model…");
-  send({ type: "init", model_url: MODEL_URL, backend: state.backend });
+  compared = null;
+  if (state.model === "local" && localFile) {
+    showLoading(`Reading ${localFile.name} from this computer…`);
+    localFile.arrayBuffer().then(
+      (bytes) => worker.postMessage({ type: "init-file", name: localFile.name, backend: state.backend, bytes }, [bytes]),
+      (e) => fail(`The file ${localFile.name} could not be read: ${e.message || e}`),
+    );
+    return;
+  }
+  if (state.model === "local") state.model = "smollm2";
+  const entry = catalogue.find((m) => m.id === state.model);
+  showLoading(entry ? `Loading ${entry.name}…` : "Loading the model…");
+  send({ type: "init", model: state.model, backend: state.backend });
+}
+
+// The model picker and the line under it (name, size, licence), from the worker's catalogue.
+function fillModelChoice() {
+  const sel = $("model-choice");
+  const opts = catalogue.map((m) => {
+    const o = document.createElement("option");
+    o.value = m.id;
+    o.textContent = `${m.name} (${(m.bytes / 1e6).toFixed(0)} MB)`;
+    return o;
+  });
+  if (localFile) {
+    const o = document.createElement("option");
+    o.value = "local";
+    o.textContent = `${localFile.name} (this computer)`;
+    opts.push(o);
+  }
+  sel.replaceChildren(...opts);
+  if (state) sel.value = state.model;
+}
+
+function showModelAbout() {
+  const entry = catalogue.find((m) => m.id === loadedModel);
+  const p = $("model-about");
+  if (!entry) {
+    p.textContent = localFile ? `${localFile.name}: a model file from this computer (${(localFile.size / 1e6).toFixed(0)} MB); it is not uploaded anywhere.` : "";
+    return;
+  }
+  const a = document.createElement("a");
+  a.href = entry.licence_url;
+  a.textContent = entry.licence;
+  a.rel = "noopener";
+  p.replaceChildren(`${entry.name}: ${entry.about}. ${(entry.bytes / 1e6).toFixed(0)} MB, downloaded once and kept in this browser. Licence: `, a, ".");
+}
+
+// Open a GGUF file from this computer (file input or drag and drop): it runs here, never uploaded.
+function openLocal(file) {
+  if (!file) return;
+  if (file.size > maxFileBytes) {
+    notice(`${file.name} is ${(file.size / 1e9).toFixed(1)} GB; a browser tab can hold models up to about ${(maxFileBytes / 1e9).toFixed(1)} GB of weights here.`, "file");
+    return;
+  }
+  dropNotice("file");
+  localFile = file;
+  state.model = "local";
+  fillModelChoice();
+  initModel();
 }
 
 function onFatal(msg) {
@@ -155,6 +217,9 @@ function onFatal(msg) {
 function onMessage(msg) {
   switch (msg.type) {
     case "alive":
+      catalogue = msg.models;
+      maxFileBytes = msg.max_file_bytes;
+      fillModelChoice();
       if (state === null) send({ type: "decode", fragment: location.hash });
       else initModel();
       break;
@@ -162,7 +227,8 @@ function onMessage(msg) {
       state = msg.state;
       msg.notices.forEach((n) => notice(n));
       applyStateToControls();
-      if (ready && (state.backend || null) === loadedChoice) update();
+      if (ready && (state.backend || null) === loadedChoice && state.model === loadedModel) update();
+      else if (ready && (state.backend || null) === loadedChoice) initModel(); // a link with another model
       else switchBackend(); // a link can ask for the other worker build
       break;
     case "progress": {
@@ -182,6 +248,15 @@ function onMessage(msg) {
       $("backend").textContent = msg.backend;
       $("backend").title = `${msg.adapter}; loaded in ${(msg.load_ms / 1000).toFixed(1)} s`;
       $("model-name").textContent = msg.model;
+      loadedModel = msg.model_id;
+      $("gloss-heads").textContent = msg.n_heads;
+      $("gloss-layers").textContent = msg.n_layers;
+      msg.formats.forEach((f) => {
+        const o = $("format").querySelector(`option[value='${f.value}']`);
+        if (o) { o.textContent = f.label; o.disabled = !f.enabled; }
+      });
+      fillModelChoice();
+      showModelAbout();
       $("loading").hidden = true;
       $("failure").hidden = true;
       if (msg.fallback) notice(msg.fallback, "backend");
@@ -208,6 +283,12 @@ function onMessage(msg) {
       break;
     case "lab":
       drawLab(msg.lab);
+      break;
+    case "compare-progress":
+      $("qk-progress").textContent = msg.text;
+      break;
+    case "compared":
+      drawComparison(msg);
       break;
     case "fatal":
       if (worker) worker.fatalSeen = true;
@@ -245,6 +326,7 @@ function applyStateToControls() {
   $("scale").value = state.scale;
   $("drop-first").checked = state.drop_first;
   $("backend-choice").value = state.backend || "";
+  $("model-choice").value = state.model;
   $("grid-colour").value = state.grid;
   document.body.classList.toggle("projector", !!state.projector);
   $("projector").setAttribute("aria-pressed", String(!!state.projector));
@@ -258,7 +340,7 @@ function showView(view) {
     b.tabIndex = on ? 0 : -1;
   });
   document.querySelectorAll(".view").forEach((v) => (v.hidden = v.dataset.view !== view));
-  document.querySelector(".head-only").hidden = view === "lab" || view === "heads";
+  document.querySelector(".head-only").hidden = view === "lab" || view === "heads" || view === "qknorm";
   if (view === "lab" && worker && !labShown) {
     labShown = true;
     send({ type: "lab-show", projector: !!(state && state.projector) });
@@ -314,6 +396,7 @@ function draw(f, names, pixels, heatValues) {
   for (const v of ["tags", "release", "heads"]) drawFigures(`figs-${v}`, f.state.view === v ? f.figures : null, f.hint);
   drawLaterChoice(f);
   drawTour(f);
+  if (f.state.view === "qknorm") requestComparison(f);
   const st = $("status");
   st.dataset.forwardMs = f.timing ? num(f.timing.forward_ms, 1) : "";
   st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
@@ -501,6 +584,35 @@ function drawFigures(id, figures, hint) {
     el.append(img);
     return el;
   }));
+}
+
+// The QK-norm view: both models on the prompt on screen, computed (and cached) by the worker.
+function requestComparison(f) {
+  const key = `${f.state.prompt}|${f.state.eps}|${f.state.projector}`;
+  if (f.hint) {
+    drawFigures("figs-qknorm", null, f.hint);
+    $("qk-findings").replaceChildren();
+    compared = null;
+    return;
+  }
+  if (compared === key) return;
+  compared = key;
+  $("qk-progress").textContent = "Running both models on this prompt…";
+  $("view-qknorm").dataset.state = "working";
+  send({ type: "compare", prompt: f.state.prompt, eps: f.state.eps, projector: !!f.state.projector });
+}
+
+function drawComparison(msg) {
+  if (!state || msg.prompt !== state.prompt || msg.eps !== state.eps) return; // stale
+  $("qk-claim").textContent = `The paper: ${msg.claim}`;
+  $("qk-progress").textContent = "";
+  drawFigures("figs-qknorm", msg.figures, null);
+  $("qk-findings").replaceChildren(...msg.findings.map((t) => {
+    const li = document.createElement("li");
+    li.textContent = t;
+    return li;
+  }));
+  $("view-qknorm").dataset.state = "ready";
 }
 
 function drawLaterChoice(f) {
@@ -742,6 +854,28 @@ async function switchBackend() {
   else startWorker(kind);
 }
 
+$("model-choice").addEventListener("change", () => {
+  state.model = $("model-choice").value;
+  initModel();
+});
+$("open-file").addEventListener("click", () => $("file-input").click());
+$("file-input").addEventListener("change", () => { openLocal($("file-input").files[0]); $("file-input").value = ""; });
+// Drag and drop a model file anywhere on the page.
+let dragDepth = 0;
+document.addEventListener("dragenter", (ev) => {
+  if (![...(ev.dataTransfer ? ev.dataTransfer.types : [])].includes("Files")) return;
+  dragDepth += 1;
+  $("drop-zone").hidden = false;
+});
+document.addEventListener("dragleave", () => { dragDepth = Math.max(0, dragDepth - 1); if (!dragDepth) $("drop-zone").hidden = true; });
+document.addEventListener("dragover", (ev) => { if (ev.dataTransfer && [...ev.dataTransfer.types].includes("Files")) ev.preventDefault(); });
+document.addEventListener("drop", (ev) => {
+  if (!ev.dataTransfer || !ev.dataTransfer.files.length) return;
+  ev.preventDefault();
+  dragDepth = 0;
+  $("drop-zone").hidden = true;
+  openLocal(ev.dataTransfer.files[0]);
+});
 $("backend-choice").addEventListener("change", () => {
   state.backend = $("backend-choice").value || null;
   gpuLostOnce = false;
@@ -843,7 +977,7 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "p") $("projector").click();
   else if (ev.key === "s") $("pick-two-sink").click();
   else if (ev.key === "g") { state.grid = GRID_MODES[(GRID_MODES.indexOf(state.grid) + 1) % GRID_MODES.length]; update(); }
-  else if (/^[1-5]$/.test(ev.key)) setView(VIEWS[Number(ev.key) - 1]);
+  else if (/^[1-6]$/.test(ev.key)) setView(VIEWS[Number(ev.key) - 1]);
 });
 
 // Offline once loaded: the service worker keeps the page's own files (not the prompt: that lives in

@@ -7,9 +7,11 @@
 //! * [`pca`] — 2-D PCA of a head's input and output (the paper's Figure 2), and how well the
 //!   sinks separate the tokens (the share of variance the grouping by sink explains);
 //! * [`release`] — the tag direction in later residual streams, and massive activations;
-//! * [`heads`] — per-head numbers over the whole model (the overview grid, Figure 3).
+//! * [`heads`] — per-head numbers over the whole model (the overview grid, Figure 3);
+//! * [`compare`] — two models side by side (the paper's §6: does QK-norm remove sinks?).
 
 pub mod catch;
+pub mod compare;
 pub mod heads;
 pub mod linalg;
 pub mod pca;

@@ -8,6 +8,7 @@ use super::tokens::TokenLabel;
 use crate::analysis::catch::MIN_CATCH_SHARE;
 use crate::analysis::heads::{Fig3, EXPLAINED_BINS, SINK_BINS};
 use crate::analysis::release::Massive;
+use crate::analysis::compare::{Comparison, ModelSinks};
 use crate::analysis::{Cloud, HeadView};
 
 /// Token labels as shown in figures: `i “text”`, trimmed.
@@ -227,6 +228,8 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
                 y_desc: "norm (log scale)",
                 series,
                 x0,
+                x_fraction: false,
+                y_from_zero: false,
                 log_y: true,
                 alt: format!("The norm of every token's residual stream after each layer (log scale); after the last layer the largest is token {} at {}.", quoted(labels, top.0), fmt_sig(top.1)),
             },
@@ -266,4 +269,76 @@ pub fn heatmap(values: &[Option<f32>], t: usize, labels: &[TokenLabel], marks: &
         },
         st,
     )
+}
+
+/// The colours of the two models in the QK-norm comparison (Okabe–Ito blue and vermillion).
+pub const COMPARE_COLOURS: [[u8; 3]; 2] = [[0, 114, 178], [213, 94, 0]];
+
+/// The paper's §6 side by side: per layer (at relative depth, so models of different depths share
+/// the axis) the share of heads with a sink and the sinks per head; and for each model the
+/// distribution of the variance its sink heads' tags explain.
+pub fn compare(c: &Comparison, st: &Style) -> Vec<Figure> {
+    let label = |m: &ModelSinks| format!("{} ({})", m.name, if m.qk_norm { "QK-norm" } else { "no QK-norm" });
+    let per_layer = |f: fn(&crate::analysis::compare::LayerSinks) -> f32| -> Vec<(String, Vec<f32>, [u8; 3], bool)> {
+        c.models.iter().zip(COMPARE_COLOURS).map(|(m, col)| (label(m), m.layers.iter().map(f).collect(), col, true)).collect()
+    };
+    let listing = |f: fn(&crate::analysis::compare::LayerSinks) -> f32| -> String {
+        c.models.iter().map(|m| format!("{}: {}", m.name, m.layers.iter().map(|l| fmt_sig(f(l))).collect::<Vec<_>>().join(", "))).collect::<Vec<_>>().join("; ")
+    };
+    let mut out = vec![
+        plot::lines(
+            &LinesSpec {
+                name: "qk_avg_sinks",
+                title: "Sinks per head, by layer",
+                x_desc: "relative depth (0 = first layer, 1 = last)",
+                y_desc: "sinks per head (mean)",
+                series: per_layer(|l| l.avg_sinks),
+                x0: 0.0,
+                x_fraction: true,
+                y_from_zero: true,
+                log_y: false,
+                alt: format!("Mean number of sinks per head in each layer, first to last. {}.", listing(|l| l.avg_sinks)),
+            },
+            st,
+        ),
+        plot::lines(
+            &LinesSpec {
+                name: "qk_sink_rate",
+                title: "Share of heads with a sink, by layer",
+                x_desc: "relative depth (0 = first layer, 1 = last)",
+                y_desc: "heads with ≥ 1 sink",
+                series: per_layer(|l| l.sink_rate),
+                x0: 0.0,
+                x_fraction: true,
+                y_from_zero: true,
+                log_y: false,
+                alt: format!("Share of each layer's heads with at least one sink, first to last layer. {}.", listing(|l| l.sink_rate)),
+            },
+            st,
+        ),
+    ];
+    let bins: Vec<String> = (0..=EXPLAINED_BINS).map(|b| if b % 2 == 0 { plot::fmt_sig(b as f32 / EXPLAINED_BINS as f32) } else { String::new() }).collect();
+    for (i, (m, col)) in c.models.iter().zip(COMPARE_COLOURS).enumerate() {
+        let med = m.fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into());
+        out.push(plot::bars(
+            &BarsSpec {
+                name: if i == 0 { "qk_explained_a" } else { "qk_explained_b" },
+                title: &format!("{} · median {med}", m.name),
+                x_desc: "explained by the tags: ||A V U Uᵀ|| / ||A V||",
+                y_desc: &format!("heads (of {} with sinks)", m.fig3.heads_with_sinks),
+                labels: &bins,
+                edges: true,
+                counts: &m.fig3.explained_hist,
+                color: col,
+                alt: format!(
+                    "{}: histogram over its {} heads with sinks of the share of their output the tags explain, in tenths: {:?}; median {med}.",
+                    label(m),
+                    m.fig3.heads_with_sinks,
+                    m.fig3.explained_hist
+                ),
+            },
+            st,
+        ));
+    }
+    out
 }

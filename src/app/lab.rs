@@ -183,7 +183,7 @@ fn loss_figure(losses: &[f32], st: &Style) -> Figure {
             x_desc: "epoch",
             y_desc: "loss (log scale)",
             series: vec![(String::new(), losses.to_vec(), [0, 114, 178], true)],
-            x0: 1.0,
+            x0: 1.0, x_fraction: false, y_from_zero: false,
             log_y: true,
             alt: format!("Training loss over {} epochs, log scale; last {last}.", losses.len()),
         },

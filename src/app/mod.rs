@@ -6,6 +6,7 @@ pub mod draw;
 pub mod export;
 pub mod figures;
 pub mod lab;
+pub mod models;
 pub mod plot;
 pub mod prompt;
 pub mod session;
@@ -14,7 +15,7 @@ pub mod tokens;
 pub mod tour;
 
 use crate::gguf::{Gguf, GgufError};
-use crate::model::{Engine, Llama, ModelError};
+use crate::model::{Engine, Model, ModelError};
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use burn::prelude::Device;
 
@@ -38,10 +39,23 @@ pub struct Loaded {
 /// Parse GGUF bytes and build the tokenizer and the engine on `device`.
 pub fn load(bytes: &[u8], device: &Device) -> Result<Loaded, LoadError> {
     let g = Gguf::parse(bytes)?;
+    // The architecture first: an unsupported model is named as such, not by its tokenizer.
+    crate::model::Config::from_gguf(&g)?;
     let tok = Tokenizer::from_gguf(&g)?;
-    let model = Llama::from_gguf(&g, device)?;
+    let model = Model::from_gguf(&g, device)?;
     let name = g.get_str("general.name").map(|s| s.chars().take(80).collect()).unwrap_or_else(|_| "model".to_string());
     Ok(Loaded { tok, engine: Engine::new(model), name })
+}
+
+/// The sinks of one model on `text` (as typed, with the model's own BOS convention; cut at
+/// [`state::MAX_TOKENS`]) for the QK-norm comparison.
+pub async fn prompt_sinks(tok: &Tokenizer, engine: &Engine, name: &str, text: &str, rule: crate::analysis::sinks::SinkRule) -> Result<crate::analysis::compare::ModelSinks, String> {
+    let mut ids = prompt::encode(tok, text, prompt::PromptFormat::Raw).map_err(|e| e.to_string())?;
+    ids.truncate(state::MAX_TOKENS);
+    let opts = crate::model::TraceOptions { layers: None, keep_z: true, keep_resid: false, all_logits: false };
+    let trace = engine.forward(&ids, &opts).await.map_err(|e| e.to_string())?;
+    let bos = tok.add_bos && tok.bos_id.is_some();
+    Ok(crate::analysis::compare::model_sinks(name, engine.model.config.qk_norm, bos, &trace, rule))
 }
 
 impl Loaded {

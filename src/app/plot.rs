@@ -327,11 +327,17 @@ pub struct LinesSpec<'a> {
     /// (legend text, y values at x = x0, x0 + 1, ..., colour, emphasised).
     pub series: Vec<(String, Vec<f32>, [u8; 3], bool)>,
     pub x0: f32,
+    /// Place each series' points evenly on 0..1 instead (series of different lengths share the
+    /// axis: layers of models of different depths).
+    pub x_fraction: bool,
+    /// Start the y axis at 0.
+    pub y_from_zero: bool,
     pub log_y: bool,
     pub alt: String,
 }
 
-/// Line plot of one or more series over a shared integer x axis, optionally on a log y axis.
+/// Line plot of one or more series over a shared integer x axis (or a 0..1 one), optionally on a
+/// log y axis.
 pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
     let (w, h0) = st.size(420.0, 280.0);
     let legend: Vec<(String, [u8; 3])> = spec.series.iter().filter(|s| !s.0.is_empty()).map(|s| (s.0.clone(), s.2)).collect();
@@ -339,29 +345,36 @@ pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
     let h = h0 + legend_h as u32;
     let n = spec.series.iter().map(|s| s.1.len()).max().unwrap_or(0).max(2);
     let tf = |v: f32| if spec.log_y { v.max(1e-12).log10() } else { v };
-    let (ylo, yhi) = padded(spec.series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite() && (!spec.log_y || *v > 0.0)).map(tf));
+    let (ylo, yhi) = padded(spec.series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite() && (!spec.log_y || *v > 0.0)).map(tf).chain(spec.y_from_zero.then_some(0.0)));
+    let ylo = if spec.y_from_zero { 0.0 } else { ylo };
+    let frac = spec.x_fraction;
+    let x_at = |i: usize, len: usize| if frac { i as f32 / (len.max(2) - 1) as f32 } else { spec.x0 + i as f32 };
     let svg = svg(w, h, |root| {
         title(root, st, spec.title)?;
         let (plot_area, legend_area) = root.split_vertically(h0);
-        let x1 = spec.x0 + (n - 1) as f32;
+        let (x0, x1) = if frac { (0.0, 1.0) } else { (spec.x0, spec.x0 + (n - 1) as f32) };
         let mut chart = ChartBuilder::on(&plot_area)
             .margin_top(st.t(30.0))
             .margin_right(st.t(16.0))
             .x_label_area_size(st.t(44.0))
             .y_label_area_size(st.t(60.0))
-            .build_cartesian_2d(spec.x0..x1.max(spec.x0 + 1.0), ylo..yhi)?;
+            .build_cartesian_2d(x0..x1.max(x0 + 1.0), ylo..yhi)?;
         let log_y = spec.log_y;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
             .bold_line_style(GRID)
-            .x_labels(8)
+            .x_labels(if frac { 6 } else { 8 })
             .y_labels(6)
             .label_style(st.font(13.0))
             .axis_desc_style(st.font(13.0))
             .x_desc(spec.x_desc)
             .y_desc(spec.y_desc)
-            .x_label_formatter(&|v| if (v - v.round()).abs() < 1e-3 { format!("{:.0}", v) } else { String::new() })
+            .x_label_formatter(&|v| match frac {
+                true => fmt_sig(*v),
+                false if (v - v.round()).abs() < 1e-3 => format!("{:.0}", v),
+                false => String::new(),
+            })
             .y_label_formatter(&|v| if log_y { fmt_log(10f32.powf(*v)) } else { fmt_sig(*v) })
             .draw()?;
         // thin series first, emphasised ones on top
@@ -370,7 +383,7 @@ pub fn lines(spec: &LinesSpec, st: &Style) -> Figure {
         for (_, ys, c, strong) in order {
             let width = if *strong { st.px(2.5) } else { st.px(1.2) }.max(1) as u32;
             let pts: Vec<(f32, f32)> =
-                ys.iter().enumerate().filter(|(_, v)| v.is_finite() && (!spec.log_y || **v > 0.0)).map(|(i, v)| (spec.x0 + i as f32, tf(*v))).collect();
+                ys.iter().enumerate().filter(|(_, v)| v.is_finite() && (!spec.log_y || **v > 0.0)).map(|(i, v)| (x_at(i, ys.len()), tf(*v))).collect();
             chart.draw_series(LineSeries::new(pts, ShapeStyle::from(&rgb(*c)).stroke_width(width)))?;
         }
         if !legend.is_empty() {
@@ -604,7 +617,7 @@ mod tests {
         well_formed(&b.svg);
         assert!(b.svg.contains("\n7\n</text>") && b.svg.contains("\n3\n</text>"), "counts written on the bars: {}", b.svg);
         let l = lines(
-            &LinesSpec { name: "l", title: "loss", x_desc: "epoch", y_desc: "loss", series: vec![("a".into(), vec![1.0, 0.1, 0.01, f32::NAN], [0, 0, 0], true)], x0: 1.0, log_y: true, alt: String::new() },
+            &LinesSpec { name: "l", title: "loss", x_desc: "epoch", y_desc: "loss", series: vec![("a".into(), vec![1.0, 0.1, 0.01, f32::NAN], [0, 0, 0], true)], x0: 1.0, x_fraction: false, y_from_zero: false, log_y: true, alt: String::new() },
             &st,
         );
         well_formed(&l.svg);

@@ -7,11 +7,12 @@ use crate::tokenizer::{Tokenizer, TokenizerError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PromptFormat {
-    /// The model's own default (SmolLM2 adds no BOS).
+    /// The model's own default: a BOS where the file asks for one (Gemma 3 adds `<bos>`; SmolLM2
+    /// adds none).
     #[default]
     Raw,
     /// A leading BOS token ([`Tokenizer::document_start_id`]: `<|endoftext|>` for SmolLM2), as the
-    /// paper's models have.
+    /// paper's models have; the same as `Raw` for a model that adds one anyway.
     Bos,
     /// Wrapped as a user turn in the model's chat template, ending in the assistant prompt.
     Chat,
@@ -29,6 +30,41 @@ impl PromptFormat {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == s)
     }
+}
+
+/// How the page's format menu describes each format for a given model (its BOS convention, its
+/// BOS token, whether it has a chat template sinkscope can render).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FormatChoice {
+    pub value: &'static str,
+    pub label: String,
+    pub enabled: bool,
+}
+
+pub fn format_choices(tok: &Tokenizer) -> Vec<FormatChoice> {
+    let file_bos = tok.bos_id.filter(|_| tok.add_bos).map(|b| tok.symbol(b).to_string());
+    let start = tok.document_start_id().map(|b| tok.symbol(b).to_string());
+    let chat = tok.chat_template.as_deref().is_some_and(|t| render_chat(t, "x").is_ok());
+    vec![
+        FormatChoice {
+            value: "raw",
+            label: match &file_bos {
+                Some(b) => format!("as typed (the model's default: {b} first)"),
+                None => "as typed (the model's default: no BOS)".into(),
+            },
+            enabled: true,
+        },
+        FormatChoice {
+            value: "bos",
+            label: match (&file_bos, &start) {
+                (Some(b), _) => format!("with a leading BOS ({b}, as by default)"),
+                (None, Some(s)) => format!("with a leading BOS ({s})"),
+                (None, None) => "with a leading BOS (this model has none)".into(),
+            },
+            enabled: file_bos.is_some() || start.is_some(),
+        },
+        FormatChoice { value: "chat", label: if chat { "in the chat template".into() } else { "in the chat template (this model has none)".into() }, enabled: chat },
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,19 +117,25 @@ pub fn encode_marked(tok: &Tokenizer, text: &str, format: PromptFormat) -> Resul
     if text.trim().is_empty() {
         return Err(PromptError::Empty);
     }
+    // The file's own BOS, where it asks for one.
+    let file_bos = tok.bos_id.filter(|_| tok.add_bos);
+    let with_bos = |bos: u32, enc: Encoded| {
+        let mut ids = vec![bos];
+        ids.extend(enc.ids);
+        let mut from_user = vec![false];
+        from_user.extend(enc.from_user);
+        Encoded { ids, from_user }
+    };
+    let typed = |text: &str| -> Result<Encoded, PromptError> {
+        let ids = tok.encode(text)?;
+        Ok(Encoded { from_user: vec![true; ids.len()], ids })
+    };
     Ok(match format {
-        PromptFormat::Raw => {
-            let ids = tok.encode(text)?;
-            Encoded { from_user: vec![true; ids.len()], ids }
-        }
-        PromptFormat::Bos => {
-            let bos = tok.document_start_id().ok_or(PromptError::NoBos)?;
-            let mut ids = vec![bos];
-            ids.extend(tok.encode(text)?);
-            let mut from_user = vec![true; ids.len()];
-            from_user[0] = false;
-            Encoded { ids, from_user }
-        }
+        PromptFormat::Raw => match file_bos {
+            Some(bos) => with_bos(bos, typed(text)?),
+            None => typed(text)?,
+        },
+        PromptFormat::Bos => with_bos(file_bos.or(tok.document_start_id()).ok_or(PromptError::NoBos)?, typed(text)?),
         PromptFormat::Chat => {
             let template = tok.chat_template.as_deref().ok_or(PromptError::UnsupportedTemplate)?;
             let rendered = render_chat(template, text)?;
@@ -102,7 +144,10 @@ pub fn encode_marked(tok: &Tokenizer, text: &str, format: PromptFormat) -> Resul
             let end = start + text.len();
             let (ids, offsets) = tok.encode_with_offsets(&rendered)?;
             let from_user = offsets.iter().map(|&(a, b)| a < end && b > start).collect();
-            Encoded { ids, from_user }
+            match file_bos {
+                Some(bos) => with_bos(bos, Encoded { ids, from_user }),
+                None => Encoded { ids, from_user },
+            }
         }
     })
 }

@@ -1,6 +1,6 @@
 //! The page's whole view state, and its share-link codec (the URL fragment).
 //!
-//! A link looks like `#p=The%20capital…&f=raw&l=11&h=2&eps=0.2&v=tags&s=linear&g=explained&b=webgpu`.
+//! A link looks like `#p=The%20capital…&f=raw&l=11&h=2&eps=0.2&v=tags&s=linear&g=explained&m=gemma3&b=webgpu`.
 //! Decoding never fails: each field is decoded on its own, and a malformed or out-of-range field
 //! falls back to its default and adds a notice that the page shows; the other fields still apply.
 //! The fragment never reaches the server (browsers do not send it).
@@ -21,7 +21,7 @@ pub const MAX_PROMPT_UNITS: usize = 16 * 1024;
 /// unit is at most 3 bytes of UTF-8, a surrogate pair of two units 4 bytes).
 pub const MAX_PROMPT_BYTES: usize = 3 * MAX_PROMPT_UNITS;
 /// Number of steps of the guided tour (see [`super::tour`]).
-pub const TOUR_STEPS: usize = 8;
+pub const TOUR_STEPS: usize = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +37,21 @@ pub enum View {
     Heads,
     /// The toy model trained in the browser.
     Lab,
+    /// Two models side by side: does QK-norm remove sinks (the paper's §6)?
+    Qknorm,
+}
+
+/// Which model the page runs (`m=` in a link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelId {
+    /// SmolLM2-135M-Instruct (Llama family, no QK-norm).
+    #[default]
+    Smollm2,
+    /// Gemma 3 270M (QK-norm).
+    Gemma3,
+    /// A GGUF file the user opened from their own computer (it cannot travel in a link).
+    Local,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -79,7 +94,8 @@ macro_rules! named_enum {
         }
     };
 }
-named_enum!(View, Heatmap => "heatmap", Tags => "tags", Release => "release", Heads => "heads", Lab => "lab");
+named_enum!(View, Heatmap => "heatmap", Tags => "tags", Release => "release", Heads => "heads", Lab => "lab", Qknorm => "qknorm");
+named_enum!(ModelId, Smollm2 => "smollm2", Gemma3 => "gemma3", Local => "local");
 named_enum!(Scale, Linear => "linear", Log => "log");
 named_enum!(Backend, Cpu => "cpu", Webgpu => "webgpu");
 named_enum!(GridColour, Alpha => "alpha", Sinks => "sinks", Explained => "explained");
@@ -104,6 +120,7 @@ pub struct ViewState {
     pub tour: Option<usize>,
     /// Projector mode: large type, secondary controls hidden.
     pub projector: bool,
+    pub model: ModelId,
 }
 
 impl Default for ViewState {
@@ -124,6 +141,7 @@ impl Default for ViewState {
             later: None,
             tour: None,
             projector: false,
+            model: ModelId::Smollm2,
         }
     }
 }
@@ -174,6 +192,7 @@ impl ViewState {
             format!("v={}", self.view.name()),
             format!("s={}", self.scale.name()),
             format!("g={}", self.grid.name()),
+            format!("m={}", self.model.name()),
         ];
         if self.drop_first {
             parts.push("nf=1".into());
@@ -274,6 +293,10 @@ impl ViewState {
                     Ok(t) if (1..=TOUR_STEPS).contains(&t) => st.tour = Some(t - 1),
                     _ => bad(&mut notices, "tour step", v),
                 },
+                "m" => match ModelId::parse(v) {
+                    Some(x) => st.model = x,
+                    None => bad(&mut notices, "model", v),
+                },
                 "pm" => match v {
                     "1" => st.projector = true,
                     "0" => st.projector = false,
@@ -323,6 +346,7 @@ mod tests {
             later: Some(7),
             tour: Some(4),
             projector: true,
+            model: ModelId::Gemma3,
         }
     }
 
@@ -396,7 +420,7 @@ mod tests {
 
     /// The fields a link may hold, each with an arbitrary value.
     fn arbitrary_fragment() -> impl Strategy<Value = String> {
-        let key = prop::sample::select(vec!["p", "f", "l", "h", "eps", "v", "s", "g", "nf", "b", "rl", "t", "pm", "x", ""]);
+        let key = prop::sample::select(vec!["p", "f", "l", "h", "eps", "v", "s", "g", "nf", "b", "rl", "t", "pm", "m", "x", ""]);
         let value = prop_oneof![any::<String>(), "[%0-9a-zA-Z+=&#.]{0,12}", (0u32..40).prop_map(|n| n.to_string())];
         prop::collection::vec((key, value), 0..12).prop_map(|kv| kv.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"))
     }

@@ -1,4 +1,4 @@
-//! The guided tour: eight steps that walk a room through the paper — a preset view each, and a
+//! The guided tour: nine steps that walk a room through the paper — a preset view each, and a
 //! caption written from the numbers on screen, so that a step never claims what the current prompt
 //! contradicts (a head without a second sink is described as such, not as the example would be).
 
@@ -42,6 +42,7 @@ pub const STEPS: [Step; TOUR_STEPS] = [
     Step { title: "Massive activations on the sink", view: View::Heads, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("massive") },
     Step { title: "It depends on the threshold eps", view: View::Heads, pick: Pick::Keep, eps: EPS_GU, focus: Some("hist_sinks") },
     Step { title: "Watch a sink being born", view: View::Lab, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("lab_attn1") },
+    Step { title: "Does QK-norm remove sinks?", view: View::Qknorm, pick: Pick::Keep, eps: EPS_PAPER, focus: Some("qk_avg_sinks") },
 ];
 
 /// What the captions are written from.
@@ -250,6 +251,7 @@ pub fn caption(step: usize, c: &Context) -> TourFrame {
                 c.rule.min_queries
             )
         }
+        8 => "The paper (\u{a7}6) normalises queries and keys (QK-norm) and finds that sinks stay. This view runs two models on the same prompt: SmolLM2-135M (no QK-norm) and Gemma 3 270M (QK-norm), and compares their sinks layer by layer; what they actually show is written beneath the figures.".into(),
         _ => "The paper's toy problem (its Figure 7): a two-layer attention-only model must average the numbers after [SEP]. Press Start to train one here; in about half of the seeds it finds the catch, tag and release solution — [SEP] becomes a sink in layer 1.".into(),
     };
     TourFrame { step: step.min(TOUR_STEPS - 1), steps: TOUR_STEPS, title: format!("{}. {}", step.min(TOUR_STEPS - 1) + 1, s.title), caption, focus: s.focus.map(str::to_string) }

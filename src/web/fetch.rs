@@ -63,7 +63,9 @@ async fn read_body(resp: &Response, progress: &impl Fn(f64, f64, bool), cached: 
     let total = resp.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let body = resp.body().ok_or("the model response has no body")?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().dyn_into().map_err(|_| "cannot read the model stream".to_string())?;
-    let mut bytes = Vec::with_capacity(total as usize);
+    // The header is outside data: reserve what it says only if memory allows, else grow as bytes come.
+    let mut bytes: Vec<u8> = Vec::new();
+    let _ = bytes.try_reserve_exact(total.min(4e9) as usize);
     let mut last = 0.0;
     progress(0.0, total, cached);
     loop {
@@ -74,6 +76,7 @@ async fn read_body(resp: &Response, progress: &impl Fn(f64, f64, bool), cached: 
         }
         let value: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(|e| js_err("bad chunk", e))?.dyn_into().map_err(|_| "bad chunk".to_string())?;
         let start = bytes.len();
+        bytes.try_reserve(value.length() as usize).map_err(|_| format!("out of memory after {} MB of the model: this browser tab cannot hold it", start >> 20))?;
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
         let loaded = bytes.len() as f64;

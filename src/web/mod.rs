@@ -4,9 +4,12 @@
 //! transferable pixel buffers. Both directions go through `serde-wasm-bindgen`, so NaN and
 //! infinities arrive as the numbers they are (JSON would turn them into `null`). Everything heavy
 //! happens here, off the page's thread:
-//! * `init`: fetch the model with progress (kept in Cache Storage for the next visit), pick the
-//!   backend (a hardware WebGPU adapter when there is one and the link does not say otherwise, else
-//!   the CPU), build the session. Sent again to switch backends without restarting the worker;
+//! * `init`: fetch one of the catalogue's models with progress (each kept in Cache Storage for the
+//!   next visit), pick the backend (a hardware WebGPU adapter when there is one and the link does not
+//!   say otherwise, else the CPU), build the session. Sent again to switch models or backends;
+//! * `init-file`: the same with the bytes of a GGUF file the user opened (it never leaves the page);
+//! * `compare`: the QK-norm comparison — both catalogue models on one prompt (the one not loaded is
+//!   loaded for it, then dropped);
 //! * `decode`: turn a URL fragment into a view state (with notices for malformed links);
 //! * `update`: compute a frame; requests that arrive while one is computed replace each other, so
 //!   only the newest is computed next (stale ones are never computed);
@@ -35,13 +38,20 @@ use crate::app::draw::Bitmap;
 use crate::app::lab::Lab;
 use crate::app::plot::Style;
 use crate::app::session::{self, Frame, Session, UpdateOptions};
-use crate::app::state::{Backend, ViewState};
+use crate::analysis::compare::{compare, Comparison};
+use crate::analysis::sinks::SinkRule;
+use crate::app::models::{self, ModelEntry, CATALOGUE};
+use crate::app::plot::Figure;
+use crate::app::state::{Backend, ModelId, ViewState};
 use crate::app::{self, export};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Request {
-    Init { model_url: String, backend: Option<Backend> },
+    Init { model: ModelId, backend: Option<Backend> },
+    /// A user's own file; its bytes travel beside the message (see [`start`]).
+    InitFile { name: String, backend: Option<Backend> },
+    Compare { prompt: String, eps: f32, #[serde(default)] projector: bool },
     Decode { fragment: String },
     Update { seq: u64, state: ViewState, #[serde(default)] opts: UpdateOptions },
     Export { state: ViewState, kind: ExportKind },
@@ -70,9 +80,22 @@ enum ExportKind {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Reply<'a> {
-    Alive,
+    /// The worker runs; the models it offers, and the largest file it will try to load.
+    Alive { models: &'a [ModelEntry], max_file_bytes: f64 },
     Progress { loaded: f64, total: f64, cached: bool },
-    Ready { backend: &'a str, adapter: String, load_ms: f64, n_layers: usize, n_heads: usize, model: String, fallback: Option<String> },
+    Ready {
+        backend: &'a str,
+        adapter: String,
+        load_ms: f64,
+        n_layers: usize,
+        n_heads: usize,
+        model: String,
+        model_id: ModelId,
+        formats: Vec<app::prompt::FormatChoice>,
+        fallback: Option<String>,
+    },
+    CompareProgress { text: String },
+    Compared { prompt: String, eps: f32, claim: &'a str, findings: Vec<String>, figures: Vec<Figure> },
     Decoded { state: ViewState, notices: Vec<String> },
     Export { kind: &'a str, name: String, text: String, width: u32, height: u32 },
     Error { seq: Option<u64>, message: String, retry: bool },
@@ -94,6 +117,10 @@ struct Worker {
     lab_running: bool,
     /// The training loop is scheduled (it holds the Lab while it computes).
     lab_loop: bool,
+    /// Which model the session runs.
+    model: ModelId,
+    /// The last QK-norm comparison: (prompt, eps) and its result.
+    compared: Option<(String, f32, Comparison)>,
 }
 
 thread_local! {
@@ -108,6 +135,8 @@ thread_local! {
         lab_style: Style::default(),
         lab_running: false,
         lab_loop: false,
+        model: ModelId::Smollm2,
+        compared: None,
     });
 }
 
@@ -223,19 +252,34 @@ pub fn start() {
         post(&Reply::Fatal { kind, message });
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
+        Ok(Request::InitFile { name, backend }) => {
+            // the file's bytes: an ArrayBuffer transferred beside the message (not through serde)
+            let bytes = Reflect::get(&ev.data(), &"bytes".into()).ok().filter(|b| b.is_instance_of::<js_sys::ArrayBuffer>());
+            match bytes {
+                Some(b) => wasm_bindgen_futures::spawn_local(init_file(name, js_sys::Uint8Array::new(&b), backend)),
+                None => post_error(None, "the opened file's bytes did not reach the model worker".into(), false),
+            }
+        }
         Ok(req) => handle(req),
         Err(e) => post_error(None, format!("the worker received a malformed request: {e}"), false),
     });
     scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    post(&Reply::Alive);
+    post(&Reply::Alive { models: &CATALOGUE, max_file_bytes: crate::model::MAX_WEIGHT_BYTES as f64 });
 }
 
 fn handle(req: Request) {
     match req {
-        Request::Init { model_url, backend } => wasm_bindgen_futures::spawn_local(init(model_url, backend)),
+        Request::Init { model, backend } => wasm_bindgen_futures::spawn_local(init_catalogue(model, backend)),
+        Request::InitFile { .. } => {}
+        Request::Compare { prompt, eps, projector } => wasm_bindgen_futures::spawn_local(compare_models(prompt, eps, projector)),
         Request::Decode { fragment } => {
-            let (state, notices) = ViewState::from_fragment(&fragment);
+            let (mut state, mut notices) = ViewState::from_fragment(&fragment);
+            // A local file cannot travel in a link: unless this worker runs one, use the default.
+            if state.model == ModelId::Local && WORKER.with_borrow(|w| w.model) != ModelId::Local {
+                notices.push("This link was made with a model file opened from its author's computer, which cannot travel in a link: showing SmolLM2 instead. Open the same file with \u{201c}Open a GGUF file\u{2026}\u{201d} to see what they saw.".into());
+                state.model = ModelId::default();
+            }
             post(&Reply::Decoded { state, notices });
         }
         Request::Update { seq, state, opts } => {
@@ -310,6 +354,19 @@ fn return_session(session: Session, generation: u64) {
     });
 }
 
+/// Start computing a pending update if nothing is computing (after the session was lent out to a
+/// comparison or an export, an update may have arrived meanwhile).
+fn kick_pending() {
+    let start = WORKER.with_borrow_mut(|w| {
+        let start = !w.busy && w.pending.is_some() && w.session.is_some();
+        w.busy |= start;
+        start
+    });
+    if start {
+        wasm_bindgen_futures::spawn_local(run_pending());
+    }
+}
+
 /// Yield to the event loop so that queued messages are seen (the newest update wins).
 async fn yield_now() {
     let p = js_sys::Promise::new(&mut |resolve, _| {
@@ -373,6 +430,22 @@ async fn export_lab(state: &ViewState, kind: ExportKind) -> Result<Reply<'static
     })
 }
 
+/// The QK-norm comparison on screen as one SVG, or as JSON (the schema of `sinkscope compare --json`).
+fn export_comparison(state: &ViewState, kind: ExportKind) -> Result<Reply<'static>, String> {
+    let c = WORKER.with_borrow(|w| w.compared.as_ref().filter(|(p, e, _)| *p == state.prompt && *e == state.eps).map(|(_, _, c)| c.clone()));
+    let c = c.ok_or("the comparison for this prompt is not ready yet")?;
+    let name = |ext: &str| export::file_name("smollm2-vs-gemma3", 0, 0, "qknorm", &state.prompt, ext);
+    Ok(match kind {
+        ExportKind::Json => Reply::Export { kind: "json", name: name("json"), text: serde_json::to_string(&c).map_err(|e| e.to_string())?, width: 0, height: 0 },
+        ExportKind::Svg => {
+            let style = if state.projector { Style::PROJECTOR } else { Style::default() };
+            let figs = app::figures::compare(&c, &style);
+            let fig = crate::app::plot::compose("qknorm", &figs.iter().collect::<Vec<_>>(), 1400);
+            Reply::Export { kind: "svg", name: name("svg"), text: fig.svg, width: fig.width, height: fig.height }
+        }
+    })
+}
+
 /// The current view as one SVG figure, or the analysis as JSON, with a file name.
 async fn export_view(state: ViewState, kind: ExportKind) {
     if state.view == crate::app::state::View::Lab {
@@ -380,6 +453,12 @@ async fn export_view(state: ViewState, kind: ExportKind) {
             Ok(r) => post(&r),
             Err(e) => post_error(None, format!("export failed: {e}"), false),
         };
+    }
+    if state.view == crate::app::state::View::Qknorm {
+        return post(&match export_comparison(&state, kind) {
+            Ok(r) => r,
+            Err(e) => Reply::Error { seq: None, message: format!("export failed: {e}"), retry: false },
+        });
     }
     let Some((mut session, generation)) = take_session() else {
         return post_error(None, "the model is busy or not loaded yet; try again".into(), false);
@@ -397,51 +476,135 @@ async fn export_view(state: ViewState, kind: ExportKind) {
         }
     };
     return_session(session, generation);
+    kick_pending();
     match reply {
         Ok(r) => post(&r),
         Err(e) => post_error(None, format!("export failed: {e}"), false),
     }
 }
 
-async fn init(model_url: String, backend: Option<Backend>) {
+/// Load a catalogue model (from Cache Storage, else downloaded and cached).
+async fn init_catalogue(model: ModelId, backend: Option<Backend>) {
+    let Some(entry) = models::entry(model) else {
+        return post_error(None, "a model file opened from this computer is not in the browser's cache: open it again with \u{201c}Open a GGUF file\u{2026}\u{201d}".into(), false);
+    };
     let t0 = now_ms();
-    // A backend switch: the old session (and its device) goes first, so two models never coexist.
+    drop_session();
+    let bytes = match fetch::fetch_cached(entry.url, |loaded, total, cached| post(&Reply::Progress { loaded, total, cached })).await {
+        Ok(b) => b,
+        Err(e) => return post_error(None, e, true),
+    };
+    // The file's own name (without ".gguf") names the model in export file names.
+    let name = entry.url.rsplit('/').next().unwrap_or("model").trim_end_matches(".gguf");
+    if let Err(e) = start_session(bytes, name, model, backend, t0).await {
+        // A bad file must not stay in the cache, or every visit would fail the same way.
+        fetch::forget(entry.url).await;
+        post_error(None, e, true);
+    }
+}
+
+/// Load a GGUF file the user opened (its bytes never leave the page).
+async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Backend>) {
+    let t0 = now_ms();
+    drop_session();
+    let len = bytes.length() as usize;
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(len).is_err() {
+        return post_error(None, format!("out of memory: this browser tab cannot hold the {} MB file", len >> 20), false);
+    }
+    v.resize(len, 0);
+    bytes.copy_to(&mut v);
+    drop(bytes);
+    let stem: String = name.trim_end_matches(".gguf").chars().filter(|c| !c.is_control()).take(80).collect();
+    if let Err(e) = start_session(v, &stem, ModelId::Local, backend, t0).await {
+        post_error(None, format!("{name}: {e}"), false);
+    }
+}
+
+/// Before loading another model or backend: the old session (and its device) goes first, so two
+/// models never coexist.
+fn drop_session() {
     WORKER.with_borrow_mut(|w| {
         w.session = None;
         w.generation += 1;
     });
     device::release();
-    let bytes = match fetch::fetch_cached(&model_url, |loaded, total, cached| post(&Reply::Progress { loaded, total, cached })).await {
-        Ok(b) => b,
-        Err(e) => return post_error(None, e, true),
-    };
-    let device::Chosen { device, name, adapter, fallback } = device::choose(backend).await;
-    let loaded = match app::load(&bytes, &device) {
-        Ok(x) => x,
-        Err(e) => {
-            // A bad file must not stay in the cache, or every visit would fail the same way.
-            fetch::forget(&model_url).await;
-            return post_error(None, e.to_string(), true);
-        }
-    };
+}
+
+async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Option<Backend>, t0: f64) -> Result<(), String> {
+    let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend).await;
+    let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
     drop(bytes);
-    // The file's own name (without ".gguf") names the model on the page and in export file names:
-    // `general.name` is often a training-run label.
-    let model = model_url.rsplit('/').next().unwrap_or("model").trim_end_matches(".gguf").to_string();
     let mut session = loaded.into_session();
-    session.model_name = model.clone();
+    session.model_name = name.to_string();
     let (n_layers, n_heads) = (session.n_layers(), session.n_heads());
+    let formats = app::prompt::format_choices(&session.tok);
     let start = WORKER.with_borrow_mut(|w| {
         w.session = Some(session);
-        w.backend = name;
+        w.backend = backend_name;
+        w.model = model;
         let start = !w.busy && w.pending.is_some();
         w.busy |= start;
         start
     });
-    post(&Reply::Ready { backend: name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, model, fallback });
+    post(&Reply::Ready { backend: backend_name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, model: name.to_string(), model_id: model, formats, fallback });
     if start {
         run_pending().await;
     }
+    Ok(())
+}
+
+/// Both catalogue models on `prompt`: the session's own model reuses the session; the other is
+/// loaded on the same device for the comparison and dropped after it.
+async fn compare_models(prompt: String, eps: f32, projector: bool) {
+    let style = if projector { Style::PROJECTOR } else { Style::default() };
+    let cached = WORKER.with_borrow(|w| w.compared.as_ref().filter(|(p, e, _)| *p == prompt && *e == eps).map(|(_, _, c)| c.clone()));
+    let result = match cached {
+        Some(c) => Ok(c),
+        None => compute_comparison(&prompt, eps).await,
+    };
+    match result {
+        Ok(c) => {
+            let figures = app::figures::compare(&c, &style);
+            post(&Reply::Compared { prompt: prompt.clone(), eps, claim: c.claim, findings: c.findings.clone(), figures });
+            WORKER.with_borrow_mut(|w| w.compared = Some((prompt, eps, c)));
+        }
+        Err(e) => post_error(None, format!("the QK-norm comparison failed: {e}"), false),
+    }
+    kick_pending();
+}
+
+async fn compute_comparison(prompt: &str, eps: f32) -> Result<Comparison, String> {
+    let rule = SinkRule::new(eps);
+    let mut sides = Vec::with_capacity(2);
+    for entry in &CATALOGUE {
+        let Some((session, generation)) = take_session() else {
+            return Err("the model is busy or not loaded yet; try again".into());
+        };
+        let here = WORKER.with_borrow(|w| w.model) == entry.id;
+        let device = session.engine.model.device().clone();
+        let result = if here {
+            app::prompt_sinks(&session.tok, &session.engine, entry.name, prompt, rule).await
+        } else {
+            post(&Reply::CompareProgress { text: format!("Loading {} for the comparison ({} MB)\u{2026}", entry.name, entry.bytes / 1_000_000) });
+            let other = async {
+                let bytes = fetch::fetch_cached(entry.url, |loaded, total, _| {
+                    post(&Reply::CompareProgress { text: format!("Loading {} for the comparison: {:.0} / {:.0} MB", entry.name, loaded / 1e6, total / 1e6) })
+                })
+                .await?;
+                let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
+                drop(bytes);
+                post(&Reply::CompareProgress { text: format!("Running {}\u{2026}", entry.name) });
+                app::prompt_sinks(&loaded.tok, &loaded.engine, entry.name, prompt, rule).await
+            };
+            other.await
+        };
+        return_session(session, generation);
+        sides.push(result?);
+    }
+    let b = sides.pop().ok_or("no second model")?;
+    let a = sides.pop().ok_or("no first model")?;
+    Ok(compare(a, b))
 }
 
 /// Batches trained between two pictures of the Lab.

@@ -323,12 +323,13 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
   await test("guided tour: every step renders, its caption matches the numbers; keys, link, Esc", async () => {
     await act(page, () => page.click("[data-testid=tour-start]"));
     const seen = [];
-    for (let step = 1; step <= 8; step++) {
+    const STEPS = 9;
+    for (let step = 1; step <= STEPS; step++) {
       const cap = await page.$eval("[data-testid=tour-caption]", (e) => ({ text: e.textContent, step: Number(e.dataset.step), steps: Number(e.dataset.steps) }));
-      assert(cap.step === step && cap.steps === 8, `step ${step}: ${JSON.stringify(cap)}`);
+      assert(cap.step === step && cap.steps === STEPS, `step ${step}: ${JSON.stringify(cap)}`);
       assert((await page.evaluate(() => location.hash)).includes(`t=${step}`), "step in the link");
       seen.push(cap.text);
-      if (step !== 8) {
+      if (step < 8) {
         const hs = await headStats(page);
         if (step === 1) assert(hs.sinks[0] === 0 && cap.text.includes(`Layer ${hs.layer}, head ${hs.head}`), `step 1 names its first-token head: ${cap.text}`);
         if (step === 2) {
@@ -337,10 +338,14 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
         }
       }
       await page.screenshot({ path: join(SHOTS, `06-tour-step-${step}.png`), fullPage: false });
-      if (step < 8) await act(page, () => (step % 2 ? page.click("[data-testid=tour-next]") : page.keyboard.press("ArrowRight")));
+      if (step === 8) await page.waitForFunction(() => document.querySelector("[data-testid=lab-verdict]").children.length > 0, null, { timeout: 60_000 });
+      if (step < STEPS) await act(page, () => (step % 2 ? page.click("[data-testid=tour-next]") : page.keyboard.press("ArrowRight")));
     }
-    assert(new Set(seen).size === 8, "eight different captions");
-    await page.waitForFunction(() => document.querySelector("[data-testid=lab-verdict]").children.length > 0, null, { timeout: 60_000 });
+    assert(new Set(seen).size === STEPS, "nine different captions");
+    // the last step opens the QK-norm comparison, which runs the second model
+    await page.waitForFunction(() => document.querySelector("#view-qknorm").dataset.state === "ready", null, { timeout: 300_000 });
+    await page.screenshot({ path: join(SHOTS, `06-tour-step-9-compared.png`), fullPage: false });
+    await act(page, () => page.keyboard.press("ArrowLeft"));
     await act(page, () => page.keyboard.press("ArrowLeft"));
     assert(Number(await page.getAttribute("[data-testid=tour-caption]", "data-step")) === 7, "← goes back");
     await act(page, () => page.click("[data-testid=tour-back]"));
@@ -579,6 +584,85 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
   await close();
 }
 
+// --- models: Gemma 3, the QK-norm comparison, a user's own files --------------------------------
+{
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
+  await page.goto(`${base}#p=${encodeURIComponent(EXAMPLE)}&b=cpu`);
+  await waitReady(page, LOAD_TIMEOUT);
+  await test("models: pick Gemma 3 (its <bos> a first-token sink), m= in the link restores it, the QK-norm view draws both", async () => {
+    await page.selectOption("[data-testid=model-choice]", "gemma3");
+    await page.waitForFunction(() => document.body.dataset.loads && document.querySelector("[data-testid=status]").dataset.state === "ready" && location.hash.includes("m=gemma3"), null, { timeout: LOAD_TIMEOUT });
+    await typePrompt(page, EXAMPLE);
+    const toks = await tokens(page);
+    assert(toks[0].text === "<bos>" && toks[0].cls.includes("tmpl"), `first token <bos>, added by the format: ${JSON.stringify(toks[0])}`);
+    assert(toks[0].sinkHeads >= 60, `<bos> is a sink in most of Gemma's 72 heads: ${toks[0].sinkHeads}`);
+    assert((await page.$$("[data-testid=head-cell]")).length === 18 * 4, "18 x 4 head grid");
+    assert(/Gemma Terms of Use/.test(await page.textContent("[data-testid=model-about]")), "licence shown");
+    await page.screenshot({ path: join(SHOTS, "10-gemma.png"), fullPage: true });
+    // the link restores Gemma in a new tab (from Cache Storage)
+    const link = await page.evaluate(() => location.href);
+    const p2 = await context.newPage();
+    await p2.goto(link);
+    await waitReady(p2);
+    assert(await p2.inputValue("[data-testid=model-choice]") === "gemma3" && (await tokens(p2))[0].text === "<bos>", "m=gemma3 restores Gemma");
+    // the QK-norm view: both models on this prompt, two lines per plot, a histogram each
+    await act(p2, () => p2.click("[data-testid=qknorm-tab]"));
+    await p2.waitForFunction(() => document.querySelector("#view-qknorm").dataset.state === "ready", null, { timeout: 300_000 });
+    const figs = await figures(p2, "qknorm");
+    assert(figs.map((f) => f.name).join() === "qk_avg_sinks,qk_sink_rate,qk_explained_a,qk_explained_b", figs.map((f) => f.name).join());
+    assert(figs.slice(0, 2).every((f) => f.alt.includes("SmolLM2-135M-Instruct:") && f.alt.includes("Gemma 3 270M:")), "both models in each line plot");
+    const findings = await p2.textContent("[data-testid=qk-findings]");
+    assert(/Sinks per head on average: SmolLM2-135M-Instruct \(without QK-norm\) [\d.]+, Gemma 3 270M \(with QK-norm\) [\d.]+/.test(findings), findings);
+    assert(/two different models/.test(findings) && /QK-norm does not remove/.test(await p2.textContent("[data-testid=qk-claim]")), "claim and caution");
+    await p2.screenshot({ path: join(SHOTS, "11-qknorm.png"), fullPage: true });
+    await p2.close();
+    await page.selectOption("[data-testid=model-choice]", "smollm2");
+    await page.waitForFunction(() => location.hash.includes("m=smollm2") && document.querySelector("[data-testid=status]").dataset.state === "ready", null, { timeout: LOAD_TIMEOUT });
+    assert((await tokens(page))[0].text === "The", "back on SmolLM2 (no BOS)");
+  });
+
+  await test("open a GGUF file: a local model runs, a non-GGUF file and an unsupported architecture say why", async () => {
+    const { mkdtempSync, copyFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "sinkscope-files-"));
+    const model = join(root, "www/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    const mine = join(dir, "my-model.gguf");
+    copyFileSync(model, mine);
+    const loads = Number(await page.evaluate(() => document.body.dataset.loads));
+    await page.setInputFiles("[data-testid=file-input]", mine);
+    await page.waitForFunction((n) => Number(document.body.dataset.loads) > n && document.querySelector("[data-testid=status]").dataset.state === "ready", loads, { timeout: LOAD_TIMEOUT });
+    assert(await page.inputValue("[data-testid=model-choice]") === "local", "the picker shows the local file");
+    assert((await page.evaluate(() => location.hash)).includes("m=local") && (await tokens(page)).length > 5, "local model runs");
+    assert(/my-model\.gguf/.test(await page.textContent("[data-testid=model-about]")), "file named");
+    // a text file
+    const text = join(dir, "notes.gguf");
+    writeFileSync(text, "these are my notes, not a model");
+    await page.setInputFiles("[data-testid=file-input]", text);
+    await page.waitForFunction(() => document.querySelector("[data-testid=status]").dataset.state === "error", null, { timeout: 60_000 });
+    const e1 = await page.textContent("#failure-text");
+    assert(/notes\.gguf/.test(e1) && /not a model sinkscope can read/.test(e1), e1);
+    // a GGUF of another architecture: SmolLM2 with its architecture renamed
+    const bytes = readFileSync(model);
+    const key = Buffer.from("general.architecture");
+    const at = bytes.indexOf(key) + key.length + 4 + 8; // type u32, length u64, then the value
+    assert(bytes.subarray(at, at + 5).toString() === "llama", "found the architecture value");
+    bytes.write("qwen2", at);
+    const other = join(dir, "qwen.gguf");
+    writeFileSync(other, bytes);
+    await page.setInputFiles("[data-testid=file-input]", other);
+    await page.waitForFunction(() => /qwen/.test(document.querySelector("#failure-text").textContent), null, { timeout: 60_000 });
+    const e2 = await page.textContent("#failure-text");
+    assert(/unsupported architecture "qwen2"/.test(e2) && /llama/.test(e2) && /gemma3/.test(e2), e2);
+    await page.screenshot({ path: join(SHOTS, "12-unsupported-file.png"), fullPage: false });
+    // Retry goes back to a catalogue model
+    await page.selectOption("[data-testid=model-choice]", "smollm2");
+    await waitReady(page, LOAD_TIMEOUT);
+  });
+
+  await test("models: no uncaught page errors", async () => assert(errors.length === 0, JSON.stringify(errors)));
+  await close();
+}
+
 // --- phone width ---------------------------------------------------------------------------------
 {
   const { page, errors, close } = await openBrowser({ webgpu: false, viewport: { width: 390, height: 844 } });
@@ -654,6 +738,7 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
     assert(errors.length === 0, JSON.stringify(errors));
   });
   await close();
+  await own.close(); // already closed by the test, unless it was skipped
 }
 
 await server.close();

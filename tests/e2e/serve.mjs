@@ -17,7 +17,12 @@ export function serve(dir, port = 0) {
       if (m) {
         resolve({
           port: Number(m[1]),
-          close: () => new Promise((r) => { child.once("exit", () => r()); child.kill("SIGTERM"); }),
+          // idempotent: a second close (or one after the server died) resolves at once
+          close: () => new Promise((r) => {
+            if (child.exitCode !== null || child.signalCode !== null) return r();
+            child.once("exit", () => r());
+            child.kill("SIGTERM");
+          }),
         });
       }
     });
