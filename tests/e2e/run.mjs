@@ -200,6 +200,28 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
     await page.screenshot({ path: join(SHOTS, "02-device-lost.png"), fullPage: true });
   });
 
+  await test("WebGPU: Gemma 3's block kernels (Q5_0, Q8_0, Q4_K, Q6_K) and its split 262k-row embedding agree with the CPU", async () => {
+    const prompt = "Paris is in France.";
+    const run = async (b) => {
+      const p = await context.newPage();
+      await p.goto(`${base}#p=${encodeURIComponent(prompt)}&m=gemma3&b=${b}`);
+      await waitReady(p, 900_000);
+      assert(await p.textContent("[data-testid=backend]") === b, `backend ${b}`);
+      const json = JSON.parse((await download(p, () => p.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+      await p.close();
+      return json;
+    };
+    const gpu = await run("webgpu");
+    const cpu = await run("cpu");
+    assert(gpu.tokens[0].text === "<bos>" && gpu.tokens.length === cpu.tokens.length, "same tokens, <bos> first");
+    let worst = 0;
+    gpu.alpha.forEach((l, li) => l.forEach((h, hi) => h.forEach((a, k) => { worst = Math.max(worst, Math.abs(a - cpu.alpha[li][hi][k])); })));
+    assert(worst <= 1e-3, `alphas agree within 1e-3: ${worst}`);
+    assert(JSON.stringify(gpu.token_sink_heads) === JSON.stringify(cpu.token_sink_heads), `sink counts ${gpu.token_sink_heads} vs ${cpu.token_sink_heads}`);
+    assert(gpu.top_next[0].id === cpu.top_next[0].id, "same next token");
+    console.log(`     Gemma 3 on WebGPU vs CPU: worst alpha difference ${worst.toExponential(2)}`);
+  });
+
   await test("WebGPU: no uncaught page errors", async () => {
     assert(errors.length === 0, JSON.stringify(errors));
   });
