@@ -501,6 +501,50 @@ impl Model {
         Attn { pattern: pattern.reshape([h, n, t]), v_new, z, out: self.post_norm(out, &layer.post_attn_norm), kv: (k, v) }
     }
 
+    /// One decoder layer on the residual stream `x` [n, hidden]: the new stream, what the layer
+    /// records (when `opts` asks for this layer), and its keys and values for the cache.
+    fn layer_forward(&self, l: usize, x: Tensor<2>, at: &AttnInputs, past: Option<&(Tensor<3>, Tensor<3>)>, opts: &TraceOptions) -> (Tensor<2>, Option<ForwardLayer>, (Tensor<3>, Tensor<3>)) {
+        let layer = &self.layers[l];
+        let resid_pre = x.clone();
+        let a = self.attention(layer, self.rms_norm(x.clone(), &layer.attn_norm), at, past);
+        let x = x + a.out.clone();
+        let mlp = self.mlp(layer, self.rms_norm(x.clone(), &layer.ffn_norm));
+        let x = x + self.post_norm(mlp, &layer.post_ffn_norm);
+        let recorded = opts.records(l).then(|| ForwardLayer {
+            pattern: a.pattern,
+            v: a.v_new,
+            z: opts.keep_z.then_some(a.z),
+            resid: opts.keep_resid.then(|| [resid_pre, a.out, x.clone()]),
+        });
+        (x, recorded, a.kv)
+    }
+
+    /// The forward of `ids` one layer at a time: each recorded layer is read back and handed to
+    /// `visit` before the next is computed, then dropped, so memory holds one layer's patterns
+    /// (H x T x T), not all of them. No logits, no cache.
+    async fn stream(&self, ids: &[u32], opts: &TraceOptions, visit: &mut dyn FnMut(usize, LayerTrace)) -> Result<(), ModelError> {
+        let c = &self.config;
+        let n = ids.len();
+        let mut x = self.embed.rows(ids, &self.device);
+        if c.embed_scale != 1.0 {
+            x = x.mul_scalar(c.embed_scale);
+        }
+        let global = self.attention_inputs(c.rope_theta, None, 0, n);
+        let local = c.sliding.map(|(w, base)| self.attention_inputs(base, Some(w), 0, n));
+        for l in 0..self.layers.len() {
+            let at = match &local {
+                Some(local) if c.is_sliding(l) => local,
+                _ => &global,
+            };
+            let (next, recorded, _) = self.layer_forward(l, x, at, None, opts);
+            x = next;
+            if let Some(r) = recorded {
+                visit(l, r.read().await?);
+            }
+        }
+        Ok(())
+    }
+
     /// Run tokens `ids` at positions `past..past + n`, given the keys and values of the `past`
     /// earlier tokens. Returns device tensors; nothing is read back here.
     fn forward_tensors(&self, ids: &[u32], past: usize, past_kv: &[(Tensor<3>, Tensor<3>)], opts: &TraceOptions) -> Forward {
@@ -515,23 +559,15 @@ impl Model {
         let local = c.sliding.map(|(w, base)| self.attention_inputs(base, Some(w), past, n));
 
         let mut out = Forward { kv: Vec::with_capacity(c.n_layers), layers: Vec::with_capacity(c.n_layers), final_norm: None, logits: None };
-        for (l, layer) in self.layers.iter().enumerate() {
+        for l in 0..self.layers.len() {
             let at = match &local {
                 Some(local) if c.is_sliding(l) => local,
                 _ => &global,
             };
-            let resid_pre = x.clone();
-            let a = self.attention(layer, self.rms_norm(x.clone(), &layer.attn_norm), at, past_kv.get(l).filter(|_| past > 0));
-            x = x + a.out.clone();
-            let mlp = self.mlp(layer, self.rms_norm(x.clone(), &layer.ffn_norm));
-            x = x + self.post_norm(mlp, &layer.post_ffn_norm);
-            out.layers.push(opts.records(l).then(|| ForwardLayer {
-                pattern: a.pattern,
-                v: a.v_new,
-                z: opts.keep_z.then_some(a.z),
-                resid: opts.keep_resid.then(|| [resid_pre, a.out, x.clone()]),
-            }));
-            out.kv.push(a.kv);
+            let (next, recorded, kv) = self.layer_forward(l, x, at, past_kv.get(l).filter(|_| past > 0), opts);
+            x = next;
+            out.layers.push(recorded);
+            out.kv.push(kv);
         }
         let normed = self.rms_norm(x, &self.out_norm);
         let for_logits = if opts.all_logits { normed.clone() } else { normed.clone().narrow(0, n - 1, 1) };
@@ -606,6 +642,38 @@ struct ForwardLayer {
     resid: Option<[Tensor<2>; 3]>,
 }
 
+/// The next array of a read-back, in registration order.
+type Next<'a> = dyn FnMut() -> Result<Vec<f32>, ModelError> + 'a;
+
+impl ForwardLayer {
+    /// Add this layer's tensors to a read-back transaction (pattern, v, z, resid, in that order).
+    fn register(&self, mut tx: Transaction) -> Transaction {
+        tx = tx.register(self.pattern.clone()).register(self.v.clone());
+        if let Some(z) = &self.z {
+            tx = tx.register(z.clone());
+        }
+        for t in self.resid.iter().flatten() {
+            tx = tx.register(t.clone());
+        }
+        tx
+    }
+
+    /// This layer's host arrays, taken from a read-back in the order of [`Self::register`].
+    fn unpack(&self, next: &mut Next) -> Result<LayerTrace, ModelError> {
+        let (pattern, v) = (next()?, next()?);
+        let z = if self.z.is_some() { Some(next()?) } else { None };
+        let (resid_pre, attn_out, resid_post) = if self.resid.is_some() { (Some(next()?), Some(next()?), Some(next()?)) } else { (None, None, None) };
+        Ok(LayerTrace { pattern, v, z, resid_pre, attn_out, resid_post })
+    }
+
+    /// Read this layer back on its own (one transaction).
+    async fn read(self) -> Result<LayerTrace, ModelError> {
+        let data = self.register(Transaction::default()).execute_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?;
+        let mut it = data.into_iter().map(|d| d.try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("{e:?}"))));
+        self.unpack(&mut || it.next().unwrap_or_else(|| Err(ModelError::Device("missing tensor in read-back".into()))))
+    }
+}
+
 struct Forward {
     kv: Vec<(Tensor<3>, Tensor<3>)>,
     layers: Vec<Option<ForwardLayer>>,
@@ -625,15 +693,7 @@ impl Forward {
     async fn read(self) -> Result<(NewRows, Vec<(Tensor<3>, Tensor<3>)>), ModelError> {
         let mut tx = Transaction::default();
         for fl in self.layers.iter().flatten() {
-            tx = tx.register(fl.pattern.clone()).register(fl.v.clone());
-            if let Some(z) = &fl.z {
-                tx = tx.register(z.clone());
-            }
-            if let Some(r) = &fl.resid {
-                for t in r {
-                    tx = tx.register(t.clone());
-                }
-            }
+            tx = fl.register(tx);
         }
         if let Some(f) = &self.final_norm {
             tx = tx.register(f.clone());
@@ -644,20 +704,7 @@ impl Forward {
         let data = tx.execute_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?;
         let mut it = data.into_iter().map(|d| d.try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("{e:?}"))));
         let mut next = || it.next().unwrap_or_else(|| Err(ModelError::Device("missing tensor in read-back".into())));
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for fl in &self.layers {
-            layers.push(match fl {
-                None => None,
-                Some(fl) => {
-                    let pattern = next()?;
-                    let v = next()?;
-                    let z = if fl.z.is_some() { Some(next()?) } else { None };
-                    let (resid_pre, attn_out, resid_post) =
-                        if fl.resid.is_some() { (Some(next()?), Some(next()?), Some(next()?)) } else { (None, None, None) };
-                    Some(LayerTrace { pattern, v, z, resid_pre, attn_out, resid_post })
-                }
-            });
-        }
+        let layers = self.layers.iter().map(|fl| fl.as_ref().map(|fl| fl.unpack(&mut next)).transpose()).collect::<Result<Vec<_>, _>>()?;
         let final_norm = if self.final_norm.is_some() { Some(next()?) } else { None };
         let logits = next()?;
         Ok((NewRows { layers, final_norm, logits }, self.kv))
@@ -730,6 +777,34 @@ impl Engine {
         self.check(ids)?;
         let (rows, _) = self.model.forward_tensors(ids, 0, &[], opts).read().await?;
         Ok(self.assemble(ids, None, 0, rows, opts))
+    }
+
+    /// Full forward of `ids` streamed one layer at a time (see `Model::stream`): `visit` gets a
+    /// trace in which only that layer is recorded (no logits). Memory holds one layer's H x T x T
+    /// patterns at a time, which lets statistics over long prompts run in bounded memory.
+    pub async fn forward_layers(&self, ids: &[u32], opts: &TraceOptions, visit: &mut dyn FnMut(&Trace)) -> Result<(), ModelError> {
+        self.check(ids)?;
+        let c = &self.model.config;
+        let mut trace = Trace {
+            ids: ids.to_vec(),
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            hidden: c.hidden,
+            vocab: c.vocab,
+            layers: vec![None; c.n_layers],
+            final_norm: None,
+            logits: Vec::new(),
+            logits_from: ids.len(),
+            computed: ids.len(),
+        };
+        self.model
+            .stream(ids, opts, &mut |l, layer| {
+                trace.layers[l] = Some(layer);
+                visit(&trace);
+                trace.layers[l] = None;
+            })
+            .await
     }
 
     /// Forward of `ids` that reuses the cache: only tokens after the longest common prefix with the

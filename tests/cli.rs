@@ -92,3 +92,83 @@ fn include_last_keeps_the_literal_definition() {
     let (_, text, _) = sinkscope(&["analyze", "--model", m.as_str(), "--prompt", "The quick brown fox"]);
     assert!(text.contains("not a sink candidate"), "{text}");
 }
+
+/// `sinkscope probe --json`: the stable schema (a `layers` list with the best head and four
+/// accuracies per layer), the split sizes, twins kept on one side, and determinism for a seed.
+#[test]
+fn probe_json_schema() {
+    let m = model();
+    let args = ["probe", "--model", m.as_str(), "--data", "data/geometry-of-truth/cities.csv", "--n", "60", "--seed", "3", "--json"];
+    let (code, out, err) = sinkscope(&args);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((doc["n"].as_u64(), doc["n_train"].as_u64(), doc["n_test"].as_u64()), (Some(60), Some(40), Some(20)));
+    assert_eq!(doc["data"], "cities.csv");
+    assert!(doc["read_at"].as_str().unwrap().starts_with("last token"));
+    let layers = doc["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 30);
+    for (i, l) in layers.iter().enumerate() {
+        assert_eq!(l["layer"].as_u64(), Some(i as u64));
+        assert!(l["best_head"].as_u64().unwrap() < 9);
+        for k in ["acc_tag", "acc_no_tag", "acc_activation", "acc_control"] {
+            let a = l[k].as_f64().unwrap_or_else(|| panic!("layer {i} {k}: {l}"));
+            assert!((0.0..=1.0).contains(&a), "layer {i} {k} = {a}");
+        }
+        assert_eq!(l["scores"]["tag"].as_array().unwrap().len(), 20);
+    }
+    assert_eq!(doc["test_labels"].as_array().unwrap().len(), 20);
+    let (_, again, _) = sinkscope(&args);
+    assert_eq!(out, again, "the same seed gives the same run");
+    // text output names the paper's ranges; bad inputs say what is wrong
+    let (code, text, err) = sinkscope(&["probe", "--model", m.as_str(), "--data", "data/geometry-of-truth/sp_en_trans.csv", "--n", "20"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("θ_tag 92.5–99.5") && text.contains("held out"), "{text}");
+    for (args, needle) in [
+        (vec!["probe", "--model", m.as_str(), "--data", "Cargo.toml"], "statement"),
+        (vec!["probe", "--model", m.as_str(), "--data", "/nonexistent.csv"], "cannot read the data set"),
+        (vec!["probe", "--model", m.as_str(), "--data", "data/geometry-of-truth/cities.csv", "--n", "5"], "at least 20"),
+        (vec!["probe", "--model", m.as_str()], "--data"),
+    ] {
+        let (code, _, err) = sinkscope(&args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+/// `sinkscope corpus --json` on a small corpus: Figure 3 over every head of every prompt and the
+/// sink-token taxonomy.
+#[test]
+fn corpus_json() {
+    let m = model();
+    let dir = std::env::temp_dir().join(format!("sinkscope-corpus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("three.txt");
+    std::fs::write(&file, "The cat sat on the mat. It was warm, and the sun was out.\n\nWe went to the market to buy bread, milk and eggs.\n\nA short one.\n").unwrap();
+    let (code, out, err) = sinkscope(&["corpus", "--model", m.as_str(), "--corpus", file.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = &doc["stats"];
+    assert_eq!(s["prompts"].as_u64(), Some(3));
+    assert_eq!(s["fig3"]["n_heads"].as_u64(), Some(3 * 270));
+    let hist: u64 = s["fig3"]["sinks_hist"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(hist, 810);
+    let avg = s["fig3"]["avg_sinks"].as_f64().unwrap();
+    assert!(avg >= 1.0 && avg < 3.0, "{avg}");
+    let per: Vec<f64> = s["per_prompt_avg_sinks"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!((per.iter().sum::<f64>() / 3.0 - avg).abs() < 1e-4, "the average over prompts of equal head counts");
+    let tax = s["taxonomy"].as_array().unwrap();
+    assert!(!tax.is_empty() && tax.windows(2).all(|w| w[0]["heads"].as_u64() >= w[1]["heads"].as_u64()), "most frequent first");
+    let (code, _, err) = sinkscope(&["corpus", "--model", m.as_str(), "--corpus", "/nonexistent.txt"]);
+    assert!(code == 2 && err.contains("cannot read the corpus"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `analyze` refuses prompts past its documented cap before running the model.
+#[test]
+fn analyze_caps_long_prompts() {
+    let m = model();
+    let long = "The sun rose. ".repeat(400);
+    let (code, _, err) = sinkscope(&["analyze", "--model", m.as_str(), "--prompt", &long]);
+    assert_eq!(code, 2);
+    assert!(err.contains("analyze takes at most 1024"), "{err}");
+}

@@ -150,3 +150,27 @@ fn incremental_forward_equals_full_forward() {
     assert_eq!(block_on(eng.run(&ids2, &opts)).unwrap().computed, 0, "identical prompt: nothing computed");
 }
 
+
+/// The streamed forward (one layer at a time, for statistics over long prompts in bounded memory)
+/// hands over exactly what the full forward records.
+#[test]
+fn streamed_layers_equal_the_full_forward() {
+    let (tok, eng) = engine();
+    let ids = tok.encode("The capital of France is Paris. The capital of Germany is Berlin.").unwrap();
+    let opts = TraceOptions { layers: None, keep_z: true, keep_resid: true, all_logits: false };
+    let full = block_on(eng.forward(&ids, &opts)).unwrap();
+    let mut seen = Vec::new();
+    block_on(eng.forward_layers(&ids, &opts, &mut |t: &Trace| {
+        let recorded: Vec<usize> = (0..t.n_layers()).filter(|&l| t.layer(l).is_some()).collect();
+        assert_eq!(recorded.len(), 1, "one layer at a time");
+        let l = recorded[0];
+        let (a, b) = (t.layer(l).unwrap(), full.layer(l).unwrap());
+        assert!(max_abs_diff(&a.pattern, &b.pattern) <= 1e-6, "layer {l} pattern");
+        assert!(max_abs_diff(&a.v, &b.v) <= 1e-6, "layer {l} v");
+        assert!(max_abs_diff(a.z.as_ref().unwrap(), b.z.as_ref().unwrap()) <= 1e-6, "layer {l} z");
+        assert!(worst_excess(a.resid_post.as_ref().unwrap(), b.resid_post.as_ref().unwrap()) <= 0.0, "layer {l} resid_post");
+        seen.push(l);
+    }))
+    .unwrap();
+    assert_eq!(seen, (0..30).collect::<Vec<_>>());
+}

@@ -8,13 +8,17 @@
 //!   sinks separate the tokens (the share of variance the grouping by sink explains);
 //! * [`release`] — the tag direction in later residual streams, and massive activations;
 //! * [`heads`] — per-head numbers over the whole model (the overview grid, Figure 3);
-//! * [`compare`] — two models side by side (the paper's §6: does QK-norm remove sinks?).
+//! * [`compare`] — two models side by side (the paper's §6: does QK-norm remove sinks?);
+//! * [`probe`] — mass-mean truth probes on the tag part of sink heads' outputs (the paper's Table 1);
+//! * [`corpus`] — Figure 3 and the sink-token taxonomy over many prompts (Appendix B).
 
 pub mod catch;
 pub mod compare;
+pub mod corpus;
 pub mod heads;
 pub mod linalg;
 pub mod pca;
+pub mod probe;
 pub mod release;
 pub mod sinks;
 pub mod tags;

@@ -8,6 +8,7 @@ pub mod figures;
 pub mod lab;
 pub mod models;
 pub mod plot;
+pub mod probe;
 pub mod prompt;
 pub mod session;
 pub mod state;

@@ -1,6 +1,7 @@
-//! The command line (native only): `sinkscope analyze`, `compare`, `bench`, `toy`.
+//! The command line (native only): `sinkscope analyze`, `compare`, `probe`, `corpus`, `bench`, `toy`.
 
 mod compare;
+mod probe;
 mod toy;
 
 use std::collections::HashMap;
@@ -16,6 +17,8 @@ const USAGE: &str = "\
 usage:
   sinkscope analyze --model PATH --prompt TEXT [--json] [--eps E] [--format raw|bos|chat] [--include-last]
   sinkscope compare --model A --model B --prompt TEXT [--json] [--eps E]
+  sinkscope probe [--model PATH] --data CSV [--n 600] [--seed S] [--json] [--eps E]
+  sinkscope corpus [--model PATH] [--corpus data/corpus/paragraphs.txt] [--json] [--eps E]
   sinkscope bench [--model PATH] [--runs N]
   sinkscope toy train [--seed N] [--epochs E] [--numbers N] [--d-model D] [--lr LR] [--save FILE] [--json]
   sinkscope toy sweep [--seeds N] [--epochs E] [...same options] [--json]
@@ -27,6 +30,10 @@ usage:
          is only its own self-attention) included. By default a sink needs at least
          MIN_QUERIES queries (3) looking at it.
 ";
+
+/// The longest prompt `analyze` takes: the full trace keeps every head's T x T pattern (SmolLM2 at
+/// 1,024 tokens: 1.1 GB of patterns; README: peak memory measured).
+pub const ANALYZE_MAX_TOKENS: usize = 1024;
 
 pub const DEFAULT_MODEL: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -85,6 +92,8 @@ pub fn main(args: Vec<String>) -> i32 {
         Some("bench") => bench(&args[1..]),
         Some("toy") => toy::main(&args[1..]),
         Some("compare") => compare::main(&args[1..]),
+        Some("probe") => probe::probe(&args[1..]),
+        Some("corpus") => probe::corpus(&args[1..]),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -134,6 +143,12 @@ fn analyze(args: &[String]) -> Result<(), String> {
     let ids = prompt::encode(&tok, text, format).map_err(|e| e.to_string())?;
     if ids.is_empty() {
         return Err("the prompt has no tokens (it holds only characters the vocabulary lacks)".into());
+    }
+    if ids.len() > ANALYZE_MAX_TOKENS {
+        return Err(format!(
+            "the prompt has {} tokens; analyze takes at most {ANALYZE_MAX_TOKENS} (the full trace keeps every head's T x T pattern: memory grows as T²)",
+            ids.len()
+        ));
     }
     let trace = block_on(engine.forward(&ids, &TraceOptions::default())).map_err(|e| e.to_string())?;
     let doc = app::export::analysis_json(path, text, format, &tok, &trace, rule);
