@@ -34,6 +34,11 @@ worker sinkscope
 worker sinkscope-webgpu --features wgpu
 
 cp index.html www/app.js www/sw.js www/style.css "$OUT/"
+# the Probe view's statements (CC-BY-4.0, credited on the page) and the corpus (CC0)
+mkdir -p "$OUT/data"
+cp data/geometry-of-truth/cities.csv data/geometry-of-truth/neg_cities.csv data/geometry-of-truth/sp_en_trans.csv \
+   data/corpus/paragraphs.txt "$OUT/data/"
+cp data/geometry-of-truth/LICENSE "$OUT/data/LICENSE-geometry-of-truth.txt"
 # the model: a hard link (or a copy across file systems), not 98 MB written again
 mkdir -p "$OUT/models"
 for f in www/models/*.gguf; do
@@ -46,9 +51,10 @@ out = sys.argv[1]
 snippets = [os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(os.path.join(out, "snippets")) for f in fs]
 files = {b: [f"{b}_loader.js", f"{b}.js", f"{b}_bg.wasm"] for b in ("sinkscope", "sinkscope-webgpu")}
 files["sinkscope-webgpu"] += sorted(snippets)
-json.dump({"page": ["./", "app.js", "style.css"], "workers": files}, open(os.path.join(out, "files.json"), "w"), indent=1)
+page = ["./", "app.js", "style.css"] + [f"data/{f}" for f in sorted(os.listdir(os.path.join(out, "data")))]
+json.dump({"page": page, "workers": files}, open(os.path.join(out, "files.json"), "w"), indent=1)
 PY
-(cd "$OUT" && for f in *.wasm *.js *.css *.html *.json; do gzip -9 -k -f "$f"; done)
+(cd "$OUT" && for f in *.wasm *.js *.css *.html *.json data/*.csv data/*.txt; do gzip -9 -k -f "$f"; done)
 for b in sinkscope sinkscope-webgpu; do
   echo "$b: $(stat -c %s "$OUT/${b}_bg.wasm") bytes, $(stat -c %s "$OUT/${b}_bg.wasm.gz") gzipped" >&2
 done

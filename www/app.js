@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const WORKERS = { cpu: { loader: "./sinkscope_loader.js", name: "sinkscope" }, webgpu: { loader: "./sinkscope-webgpu_loader.js", name: "sinkscope-webgpu" } };
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
-const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm"];
+const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm", "probe", "corpus"];
 const GRID_MODES = ["alpha", "sinks", "explained"];
 
 let worker = null;
@@ -31,6 +31,8 @@ let maxFileBytes = Infinity; // the largest model file the worker will try to lo
 let localFile = null;      // a GGUF file opened from this computer (kept to reload it on a backend switch)
 let loadedModel = null;    // the model id the current worker runs
 let compared = null;       // "prompt|eps" of the comparison on screen (or being computed)
+let probeShown = null;     // the probe request ("data|n|seed|eps|model") whose result is on screen
+let jobRunning = null;     // "probe" | "corpus" while the worker runs one
 
 const num = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
 const pct = (x) => (typeof x === "number" && Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : "–");
@@ -290,6 +292,21 @@ function onMessage(msg) {
     case "compared":
       drawComparison(msg);
       break;
+    case "job-progress":
+      jobProgress(msg.kind, msg.done, msg.total);
+      break;
+    case "job-cancelled":
+      jobEnd(msg.kind, "Cancelled.");
+      break;
+    case "job-failed":
+      jobEnd(msg.kind, msg.message);
+      break;
+    case "probed":
+      drawProbe(msg);
+      break;
+    case "corpus-done":
+      drawCorpus(msg);
+      break;
     case "fatal":
       if (worker) worker.fatalSeen = true;
       onFatal(msg);
@@ -340,7 +357,7 @@ function showView(view) {
     b.tabIndex = on ? 0 : -1;
   });
   document.querySelectorAll(".view").forEach((v) => (v.hidden = v.dataset.view !== view));
-  document.querySelector(".head-only").hidden = view === "lab" || view === "heads" || view === "qknorm";
+  document.querySelector(".head-only").hidden = ["lab", "heads", "qknorm", "probe", "corpus"].includes(view);
   if (view === "lab" && worker && !labShown) {
     labShown = true;
     send({ type: "lab-show", projector: !!(state && state.projector) });
@@ -397,6 +414,7 @@ function draw(f, names, pixels, heatValues) {
   drawLaterChoice(f);
   drawTour(f);
   if (f.state.view === "qknorm") requestComparison(f);
+  if (f.state.view === "probe") showProbeParams(f.state);
   const st = $("status");
   st.dataset.forwardMs = f.timing ? num(f.timing.forward_ms, 1) : "";
   st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
@@ -613,6 +631,111 @@ function drawComparison(msg) {
     return li;
   }));
   $("view-qknorm").dataset.state = "ready";
+}
+
+// The Probe and Corpus views: runs over many statements or paragraphs in the worker, with progress
+// and Cancel; the data sets are the page's own files (dist/data/).
+function probeKey() {
+  return `${state.probe_data}|${state.probe_n}|${state.probe_seed}|${state.eps}|${loadedModel}`;
+}
+
+function showProbeParams(st) {
+  $("probe-data").value = st.probe_data;
+  $("probe-n").value = st.probe_n;
+  $("probe-seed").value = st.probe_seed;
+  // a result kept in the worker for these parameters is shown at once (a link reproduces it)
+  if (probeShown !== probeKey() && !jobRunning) {
+    drawFigures("figs-probe", null, null);
+    $("probe-layer-label").hidden = true;
+    $("probe-findings").replaceChildren(item("Press “Run the probe” (600 statements take a few minutes in the browser)."));
+  }
+}
+
+function item(text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  return li;
+}
+
+async function fetchText(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return r.text();
+}
+
+function jobStart(kind, text) {
+  jobRunning = kind;
+  $(`${kind}-progress`).hidden = false;
+  $(`${kind}-fill`).style.width = "0%";
+  $(`${kind}-progress-text`).textContent = text;
+  $(`${kind}-run`).disabled = true;
+  $(`${kind}-cancel`).hidden = false;
+  $(`view-${kind}`).dataset.state = "working";
+}
+
+function jobProgress(kind, done, total) {
+  $(`${kind}-fill`).style.width = `${((100 * done) / Math.max(1, total)).toFixed(1)}%`;
+  $(`${kind}-progress-text`).textContent = `${done} / ${total} ${kind === "probe" ? "statements" : "paragraphs"}`;
+}
+
+function jobEnd(kind, text) {
+  jobRunning = null;
+  $(`${kind}-run`).disabled = false;
+  $(`${kind}-cancel`).hidden = true;
+  $(`${kind}-progress`).hidden = !text;
+  $(`${kind}-progress-text`).textContent = text || "";
+  $(`view-${kind}`).dataset.state = text ? "stopped" : "ready";
+}
+
+async function runProbe(layer = null) {
+  if (!ready || jobRunning) return;
+  state.probe_data = $("probe-data").value;
+  state.probe_n = Math.max(20, Math.min(1500, Math.round(Number($("probe-n").value) || 600)));
+  state.probe_seed = Math.max(0, Math.round(Number($("probe-seed").value) || 0));
+  update(); // the parameters go into the link
+  jobStart("probe", "Starting…");
+  try {
+    const csv = await fetchText(`data/${state.probe_data}.csv`);
+    send({ type: "probe", data: state.probe_data, csv, n: state.probe_n, seed: state.probe_seed, eps: state.eps, layer, projector: !!state.projector });
+  } catch (e) {
+    jobEnd("probe", `The data set could not be read: ${e.message}`);
+  }
+}
+
+function drawProbe(msg) {
+  jobEnd("probe", null);
+  probeShown = `${msg.data}|${msg.n}|${msg.seed}|${msg.eps}|${loadedModel}`;
+  drawFigures("figs-probe", msg.figures, null);
+  const sel = $("probe-layer");
+  sel.replaceChildren(...Array.from({ length: msg.layers }, (_, l) => {
+    const o = document.createElement("option");
+    o.value = l;
+    o.textContent = l;
+    return o;
+  }));
+  sel.value = msg.layer;
+  $("probe-layer-label").hidden = false;
+  $("probe-findings").replaceChildren(
+    item(`${msg.model}: ${msg.n} statements (${msg.n_train} to train, ${msg.n_test} held out), seed ${msg.seed}, sinks at eps ${num(msg.eps)}; read at the ${msg.read_at}; prompts ${msg.format}.`),
+    ...msg.findings.map(item),
+  );
+}
+
+async function runCorpus() {
+  if (!ready || jobRunning) return;
+  jobStart("corpus", "Starting…");
+  try {
+    const text = await fetchText("data/paragraphs.txt");
+    send({ type: "corpus", text, eps: state.eps, projector: !!state.projector });
+  } catch (e) {
+    jobEnd("corpus", `The paragraphs could not be read: ${e.message}`);
+  }
+}
+
+function drawCorpus(msg) {
+  jobEnd("corpus", null);
+  drawFigures("figs-corpus", msg.figures, null);
+  $("corpus-findings").replaceChildren(...msg.findings.map(item));
 }
 
 function drawLaterChoice(f) {
@@ -844,6 +967,11 @@ $("drop-first").addEventListener("change", () => { state.drop_first = $("drop-fi
 $("grid-colour").addEventListener("change", () => { state.grid = $("grid-colour").value; update(); });
 $("later").addEventListener("change", () => { state.later = Number($("later").value); update(); });
 $("pick-two-sink").addEventListener("click", () => update({ next_two_sink: true }));
+$("probe-run").addEventListener("click", () => runProbe());
+$("corpus-run").addEventListener("click", () => runCorpus());
+$("probe-cancel").addEventListener("click", () => send({ type: "job-cancel" }));
+$("corpus-cancel").addEventListener("click", () => send({ type: "job-cancel" }));
+$("probe-layer").addEventListener("change", () => runProbe(Number($("probe-layer").value))); // answered from the kept result
 // Load the model for `state.backend`: in this worker when it is the right build (the model comes
 // back from Cache Storage), else in the other build of the worker.
 async function switchBackend() {
@@ -977,7 +1105,7 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "p") $("projector").click();
   else if (ev.key === "s") $("pick-two-sink").click();
   else if (ev.key === "g") { state.grid = GRID_MODES[(GRID_MODES.indexOf(state.grid) + 1) % GRID_MODES.length]; update(); }
-  else if (/^[1-6]$/.test(ev.key)) setView(VIEWS[Number(ev.key) - 1]);
+  else if (/^[1-8]$/.test(ev.key)) setView(VIEWS[Number(ev.key) - 1]);
 });
 
 // Offline once loaded: the service worker keeps the page's own files (not the prompt: that lives in

@@ -9,6 +9,9 @@ use crate::analysis::catch::MIN_CATCH_SHARE;
 use crate::analysis::heads::{Fig3, EXPLAINED_BINS, SINK_BINS};
 use crate::analysis::release::Massive;
 use crate::analysis::compare::{Comparison, ModelSinks};
+use crate::analysis::corpus::CorpusStats;
+use crate::analysis::probe::LayerProbe;
+use super::probe::ProbeReport;
 use crate::analysis::{Cloud, HeadView};
 
 /// Token labels as shown in figures: `i “text”`, trimmed.
@@ -165,8 +168,9 @@ pub fn release(view: &HeadView, labels: &[TokenLabel], eps: f32, sink_colours: &
     out
 }
 
-/// The All-heads view: the paper's Figure 3 for this prompt, and massive activations.
-pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &[TokenLabel], highlight: &[usize], palette: &Palette, st: &Style) -> Vec<Figure> {
+/// The paper's Figure 3 as two histograms: sinks per head, and the share of their output the tags
+/// explain. `over` says what the heads are ("" for one prompt, e.g. " over 60 prompts").
+pub fn fig3_hists(fig3: &Fig3, eps: f32, over: &str, st: &Style) -> Vec<Figure> {
     let sink_labels: Vec<String> = (0..SINK_BINS).map(|k| if k + 1 == SINK_BINS { format!("{k}+") } else { k.to_string() }).collect();
     let hist = fig3.sinks_hist.iter().zip(&sink_labels).map(|(c, l)| format!("{l} sinks: {c} heads")).collect::<Vec<_>>().join(", ");
     let mut out = vec![plot::bars(
@@ -179,7 +183,8 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
             edges: false,
             counts: &fig3.sinks_hist,
             color: [0, 114, 178],
-            alt: format!("Histogram over {} heads of their number of sinks at eps {eps}: {hist}; {} on average.", fig3.n_heads, fmt_sig(fig3.avg_sinks)),
+            pair: None,
+            alt: format!("Histogram over {} heads{over} of their number of sinks at eps {eps}: {hist}; {} on average.", fig3.n_heads, fmt_sig(fig3.avg_sinks)),
         },
         st,
     )];
@@ -195,8 +200,9 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
             edges: true,
             counts: &fig3.explained_hist,
             color: [0, 158, 115],
+            pair: None,
             alt: format!(
-                "Histogram over the {} heads with sinks of the share of their output that their tags explain, in tenths: {:?}; median {}.",
+                "Histogram over the {} heads with sinks{over} of the share of their output that their tags explain, in tenths: {:?}; median {}.",
                 fig3.heads_with_sinks,
                 fig3.explained_hist,
                 fig3.median_explained.map(fmt_sig).unwrap_or_else(|| "–".into())
@@ -204,6 +210,12 @@ pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &
         },
         st,
     ));
+    out
+}
+
+/// The All-heads view: the paper's Figure 3 for this prompt, and massive activations.
+pub fn heads(fig3: &Fig3, eps: f32, massive: &[(usize, Vec<Massive>)], labels: &[TokenLabel], highlight: &[usize], palette: &Palette, st: &Style) -> Vec<Figure> {
+    let mut out = fig3_hists(fig3, eps, "", st);
     if !massive.is_empty() && !labels.is_empty() {
         let t = labels.len();
         let x0 = massive[0].0 as f32;
@@ -330,6 +342,7 @@ pub fn compare(c: &Comparison, st: &Style) -> Vec<Figure> {
                 edges: true,
                 counts: &m.fig3.explained_hist,
                 color: col,
+                pair: None,
                 alt: format!(
                     "{}: histogram over its {} heads with sinks of the share of their output the tags explain, in tenths: {:?}; median {med}.",
                     label(m),
@@ -340,5 +353,118 @@ pub fn compare(c: &Comparison, st: &Style) -> Vec<Figure> {
             st,
         ));
     }
+    out
+}
+
+/// Colours of the probe plots: θ_tag, θ_no_tag, θ_activation, control (Okabe–Ito), chance (grey).
+pub const PROBE_COLOURS: [[u8; 3]; 5] = [[0, 114, 178], [213, 94, 0], [0, 158, 115], [204, 121, 167], [150, 150, 150]];
+
+/// The Probe view: held-out accuracy per layer of the three probes and the control, with the
+/// chance line (the paper's Table 1, per layer).
+pub fn probe_layers(r: &ProbeReport, st: &Style) -> Figure {
+    let col = |f: fn(&LayerProbe) -> f32| r.layers.iter().map(f).collect::<Vec<f32>>();
+    let listing = |f: fn(&LayerProbe) -> f32| r.layers.iter().map(|l| format!("{:.0}", 100.0 * f(l))).collect::<Vec<_>>().join(", ");
+    plot::lines(
+        &LinesSpec {
+            name: "probe_layers",
+            title: &format!("Truth probes on {} · held-out accuracy", r.data),
+            x_desc: "layer",
+            y_desc: "held-out accuracy",
+            series: vec![
+                ("θ_tag (sinks' part of the best head)".into(), col(|l| l.acc_tag), PROBE_COLOURS[0], true),
+                ("θ_no_tag (the rest of that head)".into(), col(|l| l.acc_no_tag), PROBE_COLOURS[1], true),
+                ("θ_activation (residual stream)".into(), col(|l| l.acc_activation), PROBE_COLOURS[2], true),
+                ("control (shuffled labels)".into(), col(|l| l.acc_control), PROBE_COLOURS[3], false),
+                ("chance (50%)".into(), vec![0.5; r.layers.len()], PROBE_COLOURS[4], false),
+            ],
+            x0: r.layers.first().map_or(0.0, |l| l.layer as f32),
+            x_fraction: false,
+            y_from_zero: true,
+            log_y: false,
+            alt: format!(
+                "Held-out accuracy (%) per layer on {} held-out statements. θ_tag: {}. θ_no_tag: {}. θ_activation: {}. Control: {}.",
+                r.n_test,
+                listing(|l| l.acc_tag),
+                listing(|l| l.acc_no_tag),
+                listing(|l| l.acc_activation),
+                listing(|l| l.acc_control)
+            ),
+        },
+        st,
+    )
+}
+
+/// Bins of a probe histogram.
+pub const PROBE_BINS: usize = 12;
+
+/// The Probe view for one layer: histograms of the held-out projections (θ·x minus the threshold:
+/// right of 0 is called true) by the statements' real label, for θ_tag and θ_activation.
+pub fn probe_hists(r: &ProbeReport, layer: usize, st: &Style) -> Vec<Figure> {
+    let Some(l) = r.layers.iter().find(|l| l.layer == layer) else { return Vec::new() };
+    let one = |name: &str, what: &str, scores: &[f32], acc: f32| -> Figure {
+        let finite: Vec<f32> = scores.iter().copied().filter(|v| v.is_finite()).collect();
+        let (lo, hi) = finite.iter().fold((0.0f32, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let span = (hi - lo).max(1e-6);
+        let bin = |v: f32| (((v - lo) / span * PROBE_BINS as f32) as usize).min(PROBE_BINS - 1);
+        let (mut t, mut f) = (vec![0usize; PROBE_BINS], vec![0usize; PROBE_BINS]);
+        for (v, &y) in scores.iter().zip(&r.test_labels).filter(|(v, _)| v.is_finite()) {
+            if y { t[bin(*v)] += 1 } else { f[bin(*v)] += 1 }
+        }
+        let edges: Vec<String> = (0..=PROBE_BINS).map(|i| if i % 3 == 0 { fmt_sig(lo + span * i as f32 / PROBE_BINS as f32) } else { String::new() }).collect();
+        plot::bars(
+            &BarsSpec {
+                name,
+                title: &format!("Layer {layer} · {what} · {:.1}% right", 100.0 * acc),
+                x_desc: "projection θ·x − threshold (> 0: called true)",
+                y_desc: "held-out statements",
+                labels: &edges,
+                edges: true,
+                counts: &t,
+                color: PROBE_COLOURS[2],
+                pair: Some(plot::BarPair { counts: &f, color: PROBE_COLOURS[1], legend: ["true statements".into(), "false statements".into()] }),
+                alt: format!(
+                    "Histogram of the {} held-out statements' projections on {what} in layer {layer}, from {} to {}, true statements per bin {:?}, false {:?}; accuracy {:.1}%.",
+                    r.n_test,
+                    fmt_sig(lo),
+                    fmt_sig(hi),
+                    t,
+                    f,
+                    100.0 * acc
+                ),
+            },
+            st,
+        )
+    };
+    vec![
+        one("probe_hist_tag", &format!("θ_tag (head {})", l.best_head), &l.scores.tag, l.acc_tag),
+        one("probe_hist_activation", "θ_activation", &l.scores.activation, l.acc_activation),
+    ]
+}
+
+/// The Corpus view: Figure 3 over every head of every prompt, and the sink tokens beyond the first.
+pub fn corpus(s: &CorpusStats, st: &Style) -> Vec<Figure> {
+    let mut out = fig3_hists(&s.fig3, s.eps, &format!(" over {} prompts", s.prompts), st);
+    let top: Vec<&crate::analysis::corpus::SinkToken> = s.taxonomy.iter().take(8).collect();
+    let labels: Vec<String> = top.iter().map(|t| plot::label_text(&format!("{:?}", t.token), 7)).collect();
+    let counts: Vec<usize> = top.iter().map(|t| t.heads).collect();
+    out.push(plot::bars(
+        &BarsSpec {
+            name: "corpus_tokens",
+            title: "Sinks beyond the first token, by token",
+            x_desc: "token",
+            y_desc: "heads x prompts where it is a sink",
+            labels: &labels,
+            edges: false,
+            counts: &counts,
+            color: [230, 159, 0],
+            pair: None,
+            alt: format!(
+                "The tokens most often sinks beyond the first position over {} prompts: {}.",
+                s.prompts,
+                top.iter().map(|t| format!("{:?} {} (in {} prompts)", t.token, t.heads, t.prompts)).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        st,
+    ));
     out
 }

@@ -269,16 +269,31 @@ pub struct BarsSpec<'a> {
     pub edges: bool,
     pub counts: &'a [usize],
     pub color: [u8; 3],
+    /// A second series drawn beside the first in each bin, with a legend naming both.
+    pub pair: Option<BarPair<'a>>,
     pub alt: String,
 }
 
-/// A histogram: one bar per bin with its count written on top.
+/// The second series of a paired histogram and the legend of both.
+pub struct BarPair<'a> {
+    pub counts: &'a [usize],
+    pub color: [u8; 3],
+    pub legend: [String; 2],
+}
+
+/// A histogram: one bar per bin with its count written on top (two side by side with `pair`).
 pub fn bars(spec: &BarsSpec, st: &Style) -> Figure {
-    let (w, h) = st.size(380.0, 300.0);
+    let (w, h0) = st.size(380.0, 300.0);
+    let legend: Vec<(String, [u8; 3])> = spec.pair.as_ref().map_or_else(Vec::new, |p| vec![(p.legend[0].clone(), spec.color), (p.legend[1].clone(), p.color)]);
+    let legend_h = if legend.is_empty() { 0 } else { legend_rows(st, &legend, w as i32) * st.t(18.0) + st.t(6.0) };
+    let h = h0 + legend_h as u32;
     let n = spec.counts.len().max(1);
-    let ymax = (*spec.counts.iter().max().unwrap_or(&0) as f32 * 1.15).max(1.0);
+    let all_max = spec.counts.iter().chain(spec.pair.as_ref().map_or(&[][..], |p| p.counts)).copied().max().unwrap_or(0);
+    let ymax = (all_max as f32 * 1.15).max(1.0);
     let svg = svg(w, h, |root| {
         title(root, st, spec.title)?;
+        let (plot_area, legend_area) = root.split_vertically(h0);
+        let root = &plot_area;
         let mut chart = ChartBuilder::on(root)
             .margin_top(st.t(30.0))
             .margin_right(st.t(14.0))
@@ -308,11 +323,23 @@ pub fn bars(spec: &BarsSpec, st: &Style) -> Figure {
             })
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
-        for (i, &c) in spec.counts.iter().enumerate() {
-            let x = i as f32;
-            chart.draw_series(std::iter::once(Rectangle::new([(x + 0.12, 0.0), (x + 0.88, c as f32)], rgb(spec.color).filled())))?;
-            let (tx, ty) = chart.backend_coord(&(x + 0.5, c as f32));
-            root.draw_text(&c.to_string(), &st.font(12.0).pos(Pos::new(HPos::Center, VPos::Bottom)), (tx, ty - st.t(3.0)))?;
+        let mut series = vec![(spec.counts, spec.color)];
+        series.extend(spec.pair.as_ref().map(|p| (p.counts, p.color)));
+        let width = 0.76 / series.len() as f32;
+        for (j, (counts, color)) in series.iter().enumerate() {
+            for (i, &c) in counts.iter().enumerate() {
+                let x = i as f32 + 0.12 + j as f32 * width;
+                chart.draw_series(std::iter::once(Rectangle::new([(x, 0.0), (x + width, c as f32)], rgb(*color).filled())))?;
+                let (tx, ty) = chart.backend_coord(&(x + width / 2.0, c as f32));
+                let size = if series.len() > 1 { 10.0 } else { 12.0 };
+                if series.len() > 1 && c == 0 {
+                    continue; // paired bars: an empty bin needs no "0" twice
+                }
+                root.draw_text(&c.to_string(), &st.font(size).pos(Pos::new(HPos::Center, VPos::Bottom)), (tx, ty - st.t(3.0)))?;
+            }
+        }
+        if !legend.is_empty() {
+            legend_row(&legend_area, st, &legend, st.t(10.0), 0, w as i32 - st.t(10.0))?;
         }
         Ok(())
     });
@@ -613,7 +640,7 @@ mod tests {
     #[test]
     fn bars_lines_matrix_and_empty_render() {
         let st = Style::PROJECTOR;
-        let b = bars(&BarsSpec { name: "h", title: "t", x_desc: "sinks", y_desc: "heads", labels: &["0".into(), "1".into()], edges: false, counts: &[3, 7], color: [0, 114, 178], alt: String::new() }, &st);
+        let b = bars(&BarsSpec { name: "h", title: "t", x_desc: "sinks", y_desc: "heads", labels: &["0".into(), "1".into()], edges: false, counts: &[3, 7], color: [0, 114, 178], pair: None, alt: String::new() }, &st);
         well_formed(&b.svg);
         assert!(b.svg.contains("\n7\n</text>") && b.svg.contains("\n3\n</text>"), "counts written on the bars: {}", b.svg);
         let l = lines(

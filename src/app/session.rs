@@ -652,7 +652,7 @@ impl Ctx<'_> {
                 let highlight = self.massive_highlight(&massive);
                 frame.figures = figures::heads(&fig3, eps, &massive, labels, &highlight, &self.rc.palette, &st);
             }
-            View::Lab | View::Qknorm => {}
+            View::Lab | View::Qknorm | View::Probe | View::Corpus => {}
         }
     }
 

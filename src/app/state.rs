@@ -39,7 +39,27 @@ pub enum View {
     Lab,
     /// Two models side by side: does QK-norm remove sinks (the paper's §6)?
     Qknorm,
+    /// Truth probes on the tags (the paper's Table 1).
+    Probe,
+    /// Figure 3 and the sink tokens over the bundled corpus (Appendix B).
+    Corpus,
 }
+
+/// The true/false statement sets of the Probe view (Marks & Tegmark's geometry-of-truth, CC-BY-4.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeData {
+    /// "The city of X is in Y." (the paper's Table 1)
+    #[default]
+    Cities,
+    /// "The city of X is not in Y."
+    NegCities,
+    /// "The Spanish word 'x' means 'y'."
+    SpEnTrans,
+}
+
+/// Most statements a probe run takes (the largest set has 1,496).
+pub const MAX_PROBE_N: usize = 1500;
 
 /// Which model the page runs (`m=` in a link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -94,7 +114,8 @@ macro_rules! named_enum {
         }
     };
 }
-named_enum!(View, Heatmap => "heatmap", Tags => "tags", Release => "release", Heads => "heads", Lab => "lab", Qknorm => "qknorm");
+named_enum!(View, Heatmap => "heatmap", Tags => "tags", Release => "release", Heads => "heads", Lab => "lab", Qknorm => "qknorm", Probe => "probe", Corpus => "corpus");
+named_enum!(ProbeData, Cities => "cities", NegCities => "neg_cities", SpEnTrans => "sp_en_trans");
 named_enum!(ModelId, Smollm2 => "smollm2", Gemma3 => "gemma3", Local => "local");
 named_enum!(Scale, Linear => "linear", Log => "log");
 named_enum!(Backend, Cpu => "cpu", Webgpu => "webgpu");
@@ -121,6 +142,11 @@ pub struct ViewState {
     /// Projector mode: large type, secondary controls hidden.
     pub projector: bool,
     pub model: ModelId,
+    /// The Probe view's run: data set, number of statements, seed (`pd`, `pn`, `ps` in a link,
+    /// written when the view is the Probe view).
+    pub probe_data: ProbeData,
+    pub probe_n: usize,
+    pub probe_seed: u64,
 }
 
 impl Default for ViewState {
@@ -142,6 +168,9 @@ impl Default for ViewState {
             tour: None,
             projector: false,
             model: ModelId::Smollm2,
+            probe_data: ProbeData::Cities,
+            probe_n: 600,
+            probe_seed: 0,
         }
     }
 }
@@ -208,6 +237,9 @@ impl ViewState {
         }
         if self.projector {
             parts.push("pm=1".into());
+        }
+        if self.view == View::Probe {
+            parts.push(format!("pd={}&pn={}&ps={}", self.probe_data.name(), self.probe_n, self.probe_seed));
         }
         parts.join("&")
     }
@@ -297,6 +329,18 @@ impl ViewState {
                     Some(x) => st.model = x,
                     None => bad(&mut notices, "model", v),
                 },
+                "pd" => match ProbeData::parse(v) {
+                    Some(x) => st.probe_data = x,
+                    None => bad(&mut notices, "probe data set", v),
+                },
+                "pn" => match v.parse::<usize>() {
+                    Ok(n) if (20..=MAX_PROBE_N).contains(&n) => st.probe_n = n,
+                    _ => bad(&mut notices, "number of statements", v),
+                },
+                "ps" => match v.parse::<u64>() {
+                    Ok(x) => st.probe_seed = x,
+                    _ => bad(&mut notices, "probe seed", v),
+                },
                 "pm" => match v {
                     "1" => st.projector = true,
                     "0" => st.projector = false,
@@ -347,7 +391,18 @@ mod tests {
             tour: Some(4),
             projector: true,
             model: ModelId::Gemma3,
+            ..ViewState::default()
         }
+    }
+
+    #[test]
+    fn probe_fields_roundtrip_in_the_probe_view() {
+        let st = ViewState { view: View::Probe, probe_data: ProbeData::NegCities, probe_n: 60, probe_seed: 7, ..ViewState::default() };
+        let frag = st.to_fragment();
+        assert!(frag.contains("pd=neg_cities&pn=60&ps=7"), "{frag}");
+        assert_eq!(ViewState::from_fragment(&frag), (st, vec![]));
+        let (bad, notices) = ViewState::from_fragment("v=probe&pn=5&pd=dogs&ps=-1");
+        assert_eq!((bad.probe_n, bad.probe_data, bad.probe_seed, notices.len()), (600, ProbeData::Cities, 0, 3));
     }
 
     #[test]
@@ -420,7 +475,7 @@ mod tests {
 
     /// The fields a link may hold, each with an arbitrary value.
     fn arbitrary_fragment() -> impl Strategy<Value = String> {
-        let key = prop::sample::select(vec!["p", "f", "l", "h", "eps", "v", "s", "g", "nf", "b", "rl", "t", "pm", "m", "x", ""]);
+        let key = prop::sample::select(vec!["p", "f", "l", "h", "eps", "v", "s", "g", "nf", "b", "rl", "t", "pm", "m", "pd", "pn", "ps", "x", ""]);
         let value = prop_oneof![any::<String>(), "[%0-9a-zA-Z+=&#.]{0,12}", (0u32..40).prop_map(|n| n.to_string())];
         prop::collection::vec((key, value), 0..12).prop_map(|kv| kv.into_iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"))
     }

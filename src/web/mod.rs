@@ -25,6 +25,7 @@
 
 mod device;
 mod fetch;
+mod jobs;
 
 use std::cell::RefCell;
 
@@ -42,7 +43,7 @@ use crate::analysis::compare::{compare, Comparison};
 use crate::analysis::sinks::SinkRule;
 use crate::app::models::{self, ModelEntry, CATALOGUE};
 use crate::app::plot::Figure;
-use crate::app::state::{Backend, ModelId, ViewState};
+use crate::app::state::{Backend, ModelId, ProbeData, ViewState};
 use crate::app::{self, export};
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +69,13 @@ enum Request {
     LabPause,
     /// A fresh random initialisation with `seed`, not yet trained.
     LabReset { seed: u64 },
+    /// The truth probe on a data set (its CSV text, fetched by the page from its own origin);
+    /// `layer`: the layer whose histograms to show (default: where θ_tag does best).
+    Probe { data: ProbeData, csv: String, n: usize, seed: u64, eps: f32, layer: Option<usize>, #[serde(default)] projector: bool },
+    /// The corpus statistics over the paragraphs of `text`.
+    Corpus { text: String, eps: f32, #[serde(default)] projector: bool },
+    /// Stop the probe or corpus run in progress (between two statements or paragraphs).
+    JobCancel,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -97,6 +105,11 @@ enum Reply<'a> {
     CompareProgress { text: String },
     Compared { prompt: String, eps: f32, claim: &'a str, findings: Vec<String>, figures: Vec<Figure> },
     Decoded { state: ViewState, notices: Vec<String> },
+    JobProgress { kind: &'a str, done: usize, total: usize },
+    JobCancelled { kind: &'a str },
+    JobFailed { kind: &'a str, message: String },
+    Probed(jobs::ProbeSummary<'a>),
+    CorpusDone { findings: Vec<String>, figures: Vec<Figure> },
     Export { kind: &'a str, name: String, text: String, width: u32, height: u32 },
     Error { seq: Option<u64>, message: String, retry: bool },
     Fatal { kind: &'a str, message: String },
@@ -121,6 +134,8 @@ struct Worker {
     model: ModelId,
     /// The last QK-norm comparison: (prompt, eps) and its result.
     compared: Option<(String, f32, Comparison)>,
+    /// Probe and corpus runs, and their kept results.
+    jobs: jobs::Jobs,
 }
 
 thread_local! {
@@ -137,6 +152,7 @@ thread_local! {
         lab_loop: false,
         model: ModelId::Smollm2,
         compared: None,
+        jobs: jobs::Jobs { running: false, cancel: false, probed: None, corpus: None },
     });
 }
 
@@ -297,6 +313,9 @@ fn handle(req: Request) {
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
         Request::Panic => panic!("a deliberate panic (test hook)"),
         Request::LoseDevice => device::lose(),
+        Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
+        Request::Corpus { text, eps, projector } => wasm_bindgen_futures::spawn_local(jobs::corpus(text, eps, projector)),
+        Request::JobCancel => WORKER.with_borrow_mut(|w| w.jobs.cancel = true),
         lab => handle_lab(lab),
     }
 }
@@ -453,6 +472,12 @@ async fn export_view(state: ViewState, kind: ExportKind) {
             Ok(r) => post(&r),
             Err(e) => post_error(None, format!("export failed: {e}"), false),
         };
+    }
+    if matches!(state.view, crate::app::state::View::Probe | crate::app::state::View::Corpus) {
+        return post(&match jobs::export(&state, kind) {
+            Ok(r) => r,
+            Err(e) => Reply::Error { seq: None, message: format!("export failed: {e}"), retry: false },
+        });
     }
     if state.view == crate::app::state::View::Qknorm {
         return post(&match export_comparison(&state, kind) {

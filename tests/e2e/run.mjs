@@ -685,6 +685,71 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
   await close();
 }
 
+// --- probe and many prompts: runs over many statements in the worker --------------------------------
+{
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
+  await page.goto(`${base}#p=${encodeURIComponent(EXAMPLE)}&b=cpu`);
+  await waitReady(page, LOAD_TIMEOUT);
+  await test("probe: a run can be cancelled; 60 statements draw accuracy per layer with the chance line, histograms by label, and the link keeps the run", async () => {
+    await page.click("[data-testid=probe-tab]");
+    assert(/Press/.test(await page.textContent("[data-testid=probe-findings]")), "an empty state before the first run");
+    // a long run, cancelled after some progress
+    await page.fill("[data-testid=probe-n]", "600");
+    await page.click("[data-testid=probe-run]");
+    await page.waitForFunction(() => /^\d+ \/ 600 statements/.test(document.querySelector("#probe-progress-text").textContent), null, { timeout: 60_000 });
+    await page.click("[data-testid=probe-cancel]");
+    await page.waitForFunction(() => document.querySelector("#view-probe").dataset.state === "stopped", null, { timeout: 60_000 });
+    assert(/Cancelled/.test(await page.textContent("#probe-progress-text")), "cancelled");
+    // the page's own prompt still works after the run
+    await typePrompt(page, "The city of Lodz is in Poland.");
+    assert((await tokens(page)).length > 5, "prompt analysed after a cancelled run");
+    // 60 statements
+    await page.fill("[data-testid=probe-n]", "60");
+    await page.fill("[data-testid=probe-seed]", "1");
+    const t0 = Date.now();
+    await page.click("[data-testid=probe-run]");
+    await page.waitForFunction(() => document.querySelector("#view-probe").dataset.state === "ready", null, { timeout: 300_000 });
+    const secs = (Date.now() - t0) / 1000;
+    const figs = await figures(page, "probe");
+    assert(figs.map((f) => f.name).join() === "probe_layers,probe_hist_tag,probe_hist_activation", figs.map((f) => f.name).join());
+    assert(figs.every((f) => f.w > 100), "figures drawn");
+    assert(/θ_tag: [\d, ]+\./.test(figs[0].alt) && /Control/.test(figs[0].alt), figs[0].alt);
+    const svg = await page.evaluate(async (src) => (await fetch(src)).text(), figs[0].src);
+    assert(svg.includes("chance (50%)") && svg.includes("held-out accuracy") && svg.includes("layer"), "axes, legend and the chance line");
+    assert(/true statements per bin/.test(figs[1].alt), figs[1].alt);
+    const findings = await page.textContent("[data-testid=probe-findings]");
+    assert(/60 statements \(40 to train, 20 held out\), seed 1/.test(findings) && /θ_tag is best in layer \d+/.test(findings), findings);
+    const hash = await page.evaluate(() => location.hash);
+    assert(/v=probe/.test(hash) && /pd=cities&pn=60&ps=1/.test(hash), hash);
+    // another layer's histograms come from the kept result at once
+    await page.selectOption("[data-testid=probe-layer]", "3");
+    await page.waitForFunction(() => / in layer 3, /.test(document.querySelector("#figs-probe img[data-name=probe_hist_tag]").alt), null, { timeout: 30_000 });
+    await page.screenshot({ path: join(SHOTS, "13-probe.png"), fullPage: true });
+    console.log(`     60 statements in the page (CPU): ${secs.toFixed(1)} s`);
+    // the link restores the run's parameters in a new tab
+    const p2 = await context.newPage();
+    await p2.goto(await page.evaluate(() => location.href));
+    await waitReady(p2);
+    assert(await p2.inputValue("[data-testid=probe-n]") === "60" && await p2.inputValue("[data-testid=probe-seed]") === "1", "parameters from the link");
+    assert(!(await p2.isHidden("#view-probe")), "the Probe view is open");
+    await p2.close();
+  });
+
+  await test("many prompts: the corpus run draws Figure 3 over 60 paragraphs and the sink tokens", async () => {
+    await page.click("[data-testid=corpus-tab]");
+    await page.click("[data-testid=corpus-run]");
+    await page.waitForFunction(() => document.querySelector("#view-corpus").dataset.state === "ready", null, { timeout: 600_000 });
+    const figs = await figures(page, "corpus");
+    assert(figs.map((f) => f.name).join() === "hist_sinks,hist_explained,corpus_tokens", figs.map((f) => f.name).join());
+    assert(/over 60 prompts/.test(figs[0].alt), figs[0].alt);
+    const findings = await page.textContent("[data-testid=corpus-findings]");
+    assert(/60 prompts, \d+ tokens, 16200 heads in all/.test(findings), findings);
+    await page.screenshot({ path: join(SHOTS, "14-corpus.png"), fullPage: true });
+  });
+  await test("probe and many prompts: no uncaught page errors", async () => assert(errors.length === 0, JSON.stringify(errors)));
+  await close();
+}
+
 // --- phone width ---------------------------------------------------------------------------------
 {
   const { page, errors, close } = await openBrowser({ webgpu: false, viewport: { width: 390, height: 844 } });
