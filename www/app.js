@@ -33,6 +33,8 @@ let loadedModel = null;    // the model id the current worker runs
 let compared = null;       // "prompt|eps" of the comparison on screen (or being computed)
 let probeShown = null;     // the probe request ("data|n|seed|eps|model") whose result is on screen
 let jobRunning = null;     // "probe" | "corpus" while the worker runs one
+let corpusShown = null;    // "model|eps" of the corpus statistics on screen
+let probeRun = null;       // the parameters of the probe on screen (a layer change asks the worker for them)
 
 const num = (x, digits = 2) => (typeof x === "number" && Number.isFinite(x) ? x.toFixed(digits) : "–");
 const pct = (x) => (typeof x === "number" && Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : "–");
@@ -115,6 +117,10 @@ function startWorker(kind = workerKind || "cpu") {
   if (worker) worker.terminate();
   ready = false;
   labShown = false;
+  // a run in the old worker is gone with it; its kept results too
+  if (jobRunning) jobEnd(jobRunning, "Stopped: the model worker restarted.");
+  probeShown = null;
+  corpusShown = null;
   workerKind = kind;
   worker = new Worker(WORKERS[kind].loader, { type: "module" });
   document.body.dataset.workers = Number(document.body.dataset.workers || 0) + 1; // for tests
@@ -393,8 +399,10 @@ function draw(f, names, pixels, heatValues) {
   heat = heatValues;
   // A frame answers the last request sent; edits typed since then (still in the debounce) stay.
   const edits = dirty ? { prompt: state.prompt, eps: state.eps } : null;
+  const probe = state ? { probe_data: state.probe_data, probe_n: state.probe_n, probe_seed: state.probe_seed } : null;
   state = f.state;
   if (edits) Object.assign(state, edits);
+  if (probe) Object.assign(state, probe); // the Probe view's inputs change only there
   if (location.hash !== `#${f.fragment}`) history.replaceState(null, "", `#${f.fragment}`);
   $("share-url").value = location.href;
   f.notices.forEach((n) => notice(n.text, n.key));
@@ -414,7 +422,11 @@ function draw(f, names, pixels, heatValues) {
   drawLaterChoice(f);
   drawTour(f);
   if (f.state.view === "qknorm") requestComparison(f);
-  if (f.state.view === "probe") showProbeParams(f.state);
+  if (f.state.view === "probe") showProbeParams(state);
+  if (f.state.view === "corpus" && !jobRunning && corpusShown !== `${loadedModel}|${state.eps}`) {
+    drawFigures("figs-corpus", null, null); // statistics of another model or eps: not this one's
+    $("corpus-findings").replaceChildren();
+  }
   const st = $("status");
   st.dataset.forwardMs = f.timing ? num(f.timing.forward_ms, 1) : "";
   st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
@@ -643,7 +655,7 @@ function showProbeParams(st) {
   $("probe-data").value = st.probe_data;
   $("probe-n").value = st.probe_n;
   $("probe-seed").value = st.probe_seed;
-  // a result kept in the worker for these parameters is shown at once (a link reproduces it)
+  // figures of other parameters (or of another model or eps) are not left on screen
   if (probeShown !== probeKey() && !jobRunning) {
     drawFigures("figs-probe", null, null);
     $("probe-layer-label").hidden = true;
@@ -679,24 +691,32 @@ function jobProgress(kind, done, total) {
 }
 
 function jobEnd(kind, text) {
-  jobRunning = null;
+  if (jobRunning === kind) jobRunning = null;
   $(`${kind}-run`).disabled = false;
   $(`${kind}-cancel`).hidden = true;
   $(`${kind}-progress`).hidden = !text;
   $(`${kind}-progress-text`).textContent = text || "";
   $(`view-${kind}`).dataset.state = text ? "stopped" : "ready";
+  if (kind === "probe" && text && state) showProbeParams(state);
 }
 
-async function runProbe(layer = null) {
-  if (!ready || jobRunning) return;
+function readProbeInputs() {
   state.probe_data = $("probe-data").value;
   state.probe_n = Math.max(20, Math.min(1500, Math.round(Number($("probe-n").value) || 600)));
-  state.probe_seed = Math.max(0, Math.round(Number($("probe-seed").value) || 0));
+  const seed = Math.round(Number($("probe-seed").value) || 0);
+  state.probe_seed = Number.isSafeInteger(seed) ? Math.max(0, Math.min(4294967295, seed)) : 0; // a u32
+}
+
+async function runProbe() {
+  if (!ready || jobRunning) return;
+  readProbeInputs();
+  showProbeParams(state);
   update(); // the parameters go into the link
   jobStart("probe", "Starting…");
   try {
     const csv = await fetchText(`data/${state.probe_data}.csv`);
-    send({ type: "probe", data: state.probe_data, csv, n: state.probe_n, seed: state.probe_seed, eps: state.eps, layer, projector: !!state.projector });
+    probeRun = { data: state.probe_data, n: state.probe_n, seed: state.probe_seed, eps: state.eps };
+    send({ type: "probe", ...probeRun, csv, layer: null, projector: !!state.projector });
   } catch (e) {
     jobEnd("probe", `The data set could not be read: ${e.message}`);
   }
@@ -716,7 +736,7 @@ function drawProbe(msg) {
   sel.value = msg.layer;
   $("probe-layer-label").hidden = false;
   $("probe-findings").replaceChildren(
-    item(`${msg.model}: ${msg.n} statements (${msg.n_train} to train, ${msg.n_test} held out), seed ${msg.seed}, sinks at eps ${num(msg.eps)}; read at the ${msg.read_at}; prompts ${msg.format}.`),
+    item(`${msg.model}: ${msg.used} statements (${msg.n_train} to train, ${msg.n_test} held out${msg.used < msg.n ? `; ${msg.n} asked for` : ""}), seed ${msg.seed}, sinks at eps ${num(msg.eps)}; read at the ${msg.read_at}; prompts ${msg.format}.`),
     ...msg.findings.map(item),
   );
 }
@@ -734,6 +754,7 @@ async function runCorpus() {
 
 function drawCorpus(msg) {
   jobEnd("corpus", null);
+  corpusShown = `${loadedModel}|${state.eps}`;
   drawFigures("figs-corpus", msg.figures, null);
   $("corpus-findings").replaceChildren(...msg.findings.map(item));
 }
@@ -971,7 +992,11 @@ $("probe-run").addEventListener("click", () => runProbe());
 $("corpus-run").addEventListener("click", () => runCorpus());
 $("probe-cancel").addEventListener("click", () => send({ type: "job-cancel" }));
 $("corpus-cancel").addEventListener("click", () => send({ type: "job-cancel" }));
-$("probe-layer").addEventListener("change", () => runProbe(Number($("probe-layer").value))); // answered from the kept result
+// another layer's histograms: answered from the result the worker keeps (no data needed)
+$("probe-layer").addEventListener("change", () => {
+  if (probeRun && !jobRunning && probeShown === probeKey()) send({ type: "probe", ...probeRun, csv: "", layer: Number($("probe-layer").value), projector: !!state.projector });
+});
+for (const id of ["probe-data", "probe-n", "probe-seed"]) $(id).addEventListener("change", () => { if (state) readProbeInputs(); });
 // Load the model for `state.backend`: in this worker when it is the right build (the model comes
 // back from Cache Storage), else in the other build of the worker.
 async function switchBackend() {

@@ -2,8 +2,9 @@
 //! head and of the variance their tags explain, the average number of sinks per head, and the
 //! sink-token taxonomy (which tokens, beyond the first, are sinks, and how often).
 //!
-//! Each prompt's trace is folded in and dropped ([`Corpus::add`]): what is kept is one small
-//! [`HeadStats`] per head and prompt and a count per sink token.
+//! Each prompt is folded in and dropped, one layer at a time as a streamed forward hands them over
+//! ([`Corpus::begin`], [`Corpus::layers`], [`Corpus::end`]; [`Corpus::add`] for a whole trace):
+//! what is kept is one small [`HeadStats`] per head and prompt and a count per sink token.
 
 use std::collections::HashMap;
 
@@ -102,8 +103,12 @@ impl Corpus {
         p.sinks += stats.iter().map(|s| s.n_sinks).sum::<usize>();
         self.stats.extend(stats);
         for head in summary.sinks.iter().flatten().flatten() {
-            for &k in head.iter().filter(|&&k| k != 0) {
-                *p.seen.entry(token_key(&p.texts, k)).or_default() += 1;
+            // one count per head and token, however many of its positions are sinks
+            let mut keys: Vec<String> = head.iter().filter(|&&k| k != 0).map(|&k| token_key(&p.texts, k)).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                *p.seen.entry(key).or_default() += 1;
             }
         }
     }

@@ -46,10 +46,20 @@ pub fn prompt_hash(prompt: &str) -> String {
 
 /// `sinkscope_<model>_L<l>H<h>_<view>_<hash>.<ext>`, with the model name reduced to safe characters.
 pub fn file_name(model: &str, layer: usize, head: usize, view: &str, prompt: &str, ext: &str) -> String {
+    format!("sinkscope_{}_L{layer}H{head}_{view}_{}.{ext}", safe_model(model), prompt_hash(prompt))
+}
+
+/// A model name as it may appear in a file name.
+fn safe_model(model: &str) -> String {
     let model: String = model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
-    let model = model.trim_matches('-');
-    let model: String = model.chars().take(40).collect();
-    format!("sinkscope_{}_L{layer}H{head}_{view}_{}.{ext}", if model.is_empty() { "model" } else { &model }, prompt_hash(prompt))
+    let model: String = model.trim_matches('-').chars().take(40).collect();
+    if model.is_empty() { "model".into() } else { model }
+}
+
+/// The stem (no extension) of an export of a run over many prompts (Probe, Many prompts): the
+/// model, the view and a hash of what identifies the run (data set, n, seed, eps).
+pub fn job_file_name(model: &str, view: &str, run: &str) -> String {
+    format!("sinkscope_{}_{view}_{}", safe_model(model), prompt_hash(run))
 }
 
 #[cfg(test)]

@@ -394,6 +394,10 @@ pub fn probe_layers(r: &ProbeReport, st: &Style) -> Figure {
     )
 }
 
+/// True and false statements in the probe histograms (Okabe–Ito sky blue and orange: not the
+/// colours of the probes in the accuracy plot).
+pub const LABEL_COLOURS: [[u8; 3]; 2] = [[86, 180, 233], [230, 159, 0]];
+
 /// Bins of a probe histogram.
 pub const PROBE_BINS: usize = 12;
 
@@ -420,8 +424,8 @@ pub fn probe_hists(r: &ProbeReport, layer: usize, st: &Style) -> Vec<Figure> {
                 labels: &edges,
                 edges: true,
                 counts: &t,
-                color: PROBE_COLOURS[2],
-                pair: Some(plot::BarPair { counts: &f, color: PROBE_COLOURS[1], legend: ["true statements".into(), "false statements".into()] }),
+                color: LABEL_COLOURS[0],
+                pair: Some(plot::BarPair { counts: &f, color: LABEL_COLOURS[1], legend: ["true statements".into(), "false statements".into()] }),
                 alt: format!(
                     "Histogram of the {} held-out statements' projections on {what} in layer {layer}, from {} to {}, true statements per bin {:?}, false {:?}; accuracy {:.1}%.",
                     r.n_test,

@@ -138,9 +138,10 @@ impl ProbeReport {
         let pct = |a: f32| format!("{:.1}%", 100.0 * a);
         let best = |f: fn(&LayerProbe) -> f32| self.layers.iter().filter(|l| f(l).is_finite()).max_by(|a, b| f(a).total_cmp(&f(b)));
         let mut out = Vec::new();
+        let n = self.layers.len();
         if let Some(b) = best(|l| l.acc_tag) {
             out.push(format!(
-                "θ_tag is best in layer {} (head {}): {} held out; θ_no_tag of that head: {}. The paper: θ_tag {}–{}%, θ_no_tag {}–{}%.",
+                "θ_tag is best in layer {} (head {}): {} held out (the best of {n} layers, so a little optimistic); θ_no_tag of that head: {}. The paper: θ_tag {}–{}%, θ_no_tag {}–{}%.",
                 b.layer, b.best_head, pct(b.acc_tag), pct(b.acc_no_tag), PAPER_TAG.0, PAPER_TAG.1, PAPER_NO_TAG.0, PAPER_NO_TAG.1
             ));
         }

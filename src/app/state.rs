@@ -337,8 +337,9 @@ impl ViewState {
                     Ok(n) if (20..=MAX_PROBE_N).contains(&n) => st.probe_n = n,
                     _ => bad(&mut notices, "number of statements", v),
                 },
+                // a seed must survive the trip to JavaScript's numbers: u32
                 "ps" => match v.parse::<u64>() {
-                    Ok(x) => st.probe_seed = x,
+                    Ok(x) if x <= u32::MAX as u64 => st.probe_seed = x,
                     _ => bad(&mut notices, "probe seed", v),
                 },
                 "pm" => match v {
@@ -403,6 +404,8 @@ mod tests {
         assert_eq!(ViewState::from_fragment(&frag), (st, vec![]));
         let (bad, notices) = ViewState::from_fragment("v=probe&pn=5&pd=dogs&ps=-1");
         assert_eq!((bad.probe_n, bad.probe_data, bad.probe_seed, notices.len()), (600, ProbeData::Cities, 0, 3));
+        let (big, notices) = ViewState::from_fragment("v=probe&ps=9007199254740993");
+        assert_eq!((big.probe_seed, notices.len()), (0, 1), "a seed JavaScript cannot hold exactly");
     }
 
     #[test]

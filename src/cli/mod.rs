@@ -32,7 +32,7 @@ usage:
 ";
 
 /// The longest prompt `analyze` takes: the full trace keeps every head's T x T pattern (SmolLM2 at
-/// 1,024 tokens: 1.1 GB of patterns; README: peak memory measured).
+/// 1,016 tokens peaks at 3.0 GB resident; `sinkscope corpus` streams layer by layer instead).
 pub const ANALYZE_MAX_TOKENS: usize = 1024;
 
 pub const DEFAULT_MODEL: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::{kick_pending, post, post_error, return_session, take_session, yield_now, ExportKind, Reply, WORKER};
+use super::{kick_pending, post, return_session, take_session, yield_now, ExportKind, Reply, WORKER};
 use crate::analysis::corpus::{paragraphs, Corpus, CorpusStats};
 use crate::analysis::probe::parse_statements;
 use crate::analysis::sinks::SinkRule;
@@ -16,8 +16,9 @@ use crate::app::state::{ModelId, ProbeData, ViewState, MAX_PROBE_N};
 use crate::app::{export, figures};
 use crate::model::TraceOptions;
 
-/// Paragraphs longer than this are cut (streamed layer by layer, as in `sinkscope corpus`).
-const CORPUS_MAX_TOKENS: usize = 1024;
+/// Paragraphs longer than this are cut: the page's prompt limit, which the session's engine
+/// enforces (`sinkscope corpus` takes 1,024).
+const CORPUS_MAX_TOKENS: usize = crate::app::state::MAX_TOKENS;
 
 /// What identifies a result: the model, the inputs and eps.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,13 +36,19 @@ pub struct Jobs {
     pub running: bool,
     pub cancel: bool,
     pub probed: Option<(ProbeKey, ProbeReport)>,
-    pub corpus: Option<((ModelId, u64, f32), CorpusStats)>,
+    /// The layer whose histograms are on screen.
+    pub shown_layer: Option<usize>,
+    /// (model, generation, eps), the model's name, and the result.
+    pub corpus: Option<((ModelId, u64, f32), String, CorpusStats)>,
 }
 
 #[derive(Serialize)]
 pub struct ProbeSummary<'a> {
     pub data: ProbeData,
+    /// As asked for (the key of the kept result).
     pub n: usize,
+    /// As used: whole twin groups up to `n`, at most the data set's size.
+    pub used: usize,
     pub seed: u64,
     pub eps: f32,
     pub model: &'a str,
@@ -71,11 +78,13 @@ fn best_layer(r: &ProbeReport) -> usize {
 pub fn post_probe(r: &ProbeReport, key: &ProbeKey, layer: Option<usize>, projector: bool) {
     let st = style(projector);
     let layer = layer.filter(|l| r.layers.iter().any(|x| x.layer == *l)).unwrap_or_else(|| best_layer(r));
+    WORKER.with_borrow_mut(|w| w.jobs.shown_layer = Some(layer));
     let mut figs = vec![figures::probe_layers(r, &st)];
     figs.extend(figures::probe_hists(r, layer, &st));
     post(&Reply::Probed(ProbeSummary {
         data: key.data,
         n: key.n,
+        used: r.n,
         seed: key.seed,
         eps: key.eps,
         model: &r.model,
@@ -97,7 +106,7 @@ pub async fn probe(data: ProbeData, csv: String, n: usize, seed: u64, eps: f32, 
         return post_probe(&r, &key, layer, projector);
     }
     if !begin() {
-        return post_error(None, "another run is in progress; cancel it first".into(), false);
+        return post(&Reply::JobFailed { kind: "probe", message: "another run is in progress; cancel it first".into() });
     }
     let result = run_probe(&key, &csv).await;
     WORKER.with_borrow_mut(|w| w.jobs.running = false);
@@ -123,6 +132,15 @@ fn begin() -> bool {
     })
 }
 
+/// The page's own prompt goes first: while an update waits or computes, the run waits.
+fn gives_way() -> bool {
+    let waiting = WORKER.with_borrow(|w| w.pending.is_some() || w.busy);
+    if waiting {
+        kick_pending();
+    }
+    waiting
+}
+
 fn cancelled(generation: u64) -> bool {
     WORKER.with_borrow(|w| w.jobs.cancel || w.generation != generation)
 }
@@ -139,9 +157,10 @@ async fn run_probe(key: &ProbeKey, csv: &str) -> Result<Option<ProbeReport>, Str
         if cancelled(key.generation) {
             return Ok(None);
         }
-        let Some((session, generation)) = take_session() else {
-            continue; // the page's own prompt is computing: wait for it
-        };
+        if gives_way() {
+            continue;
+        }
+        let Some((session, generation)) = take_session() else { continue };
         let r = job.step(&session.tok, &session.engine).await;
         model.clone_from(&session.model_name);
         return_session(session, generation);
@@ -152,9 +171,9 @@ async fn run_probe(key: &ProbeKey, csv: &str) -> Result<Option<ProbeReport>, Str
     job.report(&model, &format!("{}.csv", key.data.name())).map(Some)
 }
 
-pub fn post_corpus(s: &CorpusStats, projector: bool) {
+pub fn post_corpus(s: &CorpusStats, model: &str, projector: bool) {
     let mut findings = vec![format!(
-        "{} prompts, {} tokens, {} heads in all: {:.2} sinks per head on average ({:.2} beyond the first token). The paper: 1–2 sinks in most heads (1.125 → 2.196 from Qwen2.5-14B to its R1 distillation).",
+        "{model}: {} prompts, {} tokens, {} heads in all: {:.2} sinks per head on average ({:.2} beyond the first token). The paper: 1–2 sinks in most heads (1.125 → 2.196 from Qwen2.5-14B to its R1 distillation).",
         s.prompts,
         s.tokens,
         s.fig3.n_heads,
@@ -173,18 +192,18 @@ pub fn post_corpus(s: &CorpusStats, projector: bool) {
 /// Run (or answer from the kept result) the corpus statistics over `text`'s paragraphs.
 pub async fn corpus(text: String, eps: f32, projector: bool) {
     let key = WORKER.with_borrow(|w| (w.model, w.generation, eps));
-    if let Some(s) = WORKER.with_borrow(|w| w.jobs.corpus.as_ref().filter(|(k, _)| *k == key).map(|(_, s)| s.clone())) {
-        return post_corpus(&s, projector);
+    if let Some((m, s)) = WORKER.with_borrow(|w| w.jobs.corpus.as_ref().filter(|(k, _, _)| *k == key).map(|(_, m, s)| (m.clone(), s.clone()))) {
+        return post_corpus(&s, &m, projector);
     }
     if !begin() {
-        return post_error(None, "another run is in progress; cancel it first".into(), false);
+        return post(&Reply::JobFailed { kind: "corpus", message: "another run is in progress; cancel it first".into() });
     }
     let result = run_corpus(&text, eps, key.1).await;
     WORKER.with_borrow_mut(|w| w.jobs.running = false);
     match result {
-        Ok(Some(s)) => {
-            post_corpus(&s, projector);
-            WORKER.with_borrow_mut(|w| w.jobs.corpus = Some((key, s)));
+        Ok(Some((m, s))) => {
+            post_corpus(&s, &m, projector);
+            WORKER.with_borrow_mut(|w| w.jobs.corpus = Some((key, m, s)));
         }
         Ok(None) => post(&Reply::JobCancelled { kind: "corpus" }),
         Err(e) => post(&Reply::JobFailed { kind: "corpus", message: format!("the corpus run failed: {e}") }),
@@ -192,7 +211,7 @@ pub async fn corpus(text: String, eps: f32, projector: bool) {
     kick_pending();
 }
 
-async fn run_corpus(text: &str, eps: f32, generation: u64) -> Result<Option<CorpusStats>, String> {
+async fn run_corpus(text: &str, eps: f32, generation: u64) -> Result<Option<(String, CorpusStats)>, String> {
     let paras = paragraphs(text);
     if paras.is_empty() {
         return Err("the corpus has no paragraphs".into());
@@ -200,11 +219,15 @@ async fn run_corpus(text: &str, eps: f32, generation: u64) -> Result<Option<Corp
     let rule = SinkRule::new(eps);
     let opts = TraceOptions { layers: None, keep_z: true, keep_resid: false, all_logits: false };
     let mut c = Corpus::default();
+    let mut model = String::new();
     let mut i = 0;
     while i < paras.len() {
         yield_now().await;
         if cancelled(generation) {
             return Ok(None);
+        }
+        if gives_way() {
+            continue;
         }
         let Some((session, gen)) = take_session() else { continue };
         let step = async {
@@ -216,13 +239,14 @@ async fn run_corpus(text: &str, eps: f32, generation: u64) -> Result<Option<Corp
             Ok::<(), String>(())
         }
         .await;
+        model.clone_from(&session.model_name);
         return_session(session, gen);
         kick_pending();
         step?;
         i += 1;
         post(&Reply::JobProgress { kind: "corpus", done: i, total: paras.len() });
     }
-    Ok(Some(c.finish()))
+    Ok(Some((model, c.finish())))
 }
 
 /// The Probe or Corpus view's figures as one SVG, or their numbers as JSON.
@@ -232,15 +256,16 @@ pub fn export(state: &ViewState, kind: ExportKind) -> Result<Reply<'static>, Str
         if state.view == crate::app::state::View::Probe {
             let (k, r) = w.jobs.probed.as_ref().ok_or("run the probe first")?;
             let mut figs = vec![figures::probe_layers(r, &st)];
-            figs.extend(figures::probe_hists(r, best_layer(r), &st));
-            let label = format!("{} n={} seed={}", k.data.name(), k.n, k.seed);
-            Ok((export::file_name(&r.model, 0, 0, "probe", &label, "x"), serde_json::to_string(r).map_err(|e| e.to_string())?, figs))
+            figs.extend(figures::probe_hists(r, w.jobs.shown_layer.unwrap_or_else(|| best_layer(r)), &st));
+            let label = format!("{} n={} seed={} eps={}", k.data.name(), k.n, k.seed, k.eps);
+            Ok((export::job_file_name(&r.model, "probe", &label), serde_json::to_string(r).map_err(|e| e.to_string())?, figs))
         } else {
-            let (_, s) = w.jobs.corpus.as_ref().ok_or("run the corpus statistics first")?;
-            Ok((export::file_name("corpus", 0, 0, "corpus", "corpus", "x"), serde_json::to_string(s).map_err(|e| e.to_string())?, figures::corpus(s, &st)))
+            let ((_, _, eps), m, s) = w.jobs.corpus.as_ref().ok_or("run the corpus statistics first")?;
+            let doc = serde_json::json!({ "model": m, "corpus": "paragraphs.txt", "stats": s });
+            Ok((export::job_file_name(m, "corpus", &format!("paragraphs.txt eps={eps}")), doc.to_string(), figures::corpus(s, &st)))
         }
     })?;
-    let stem = name.trim_end_matches(".x");
+    let stem = name;
     Ok(match kind {
         ExportKind::Json => Reply::Export { kind: "json", name: format!("{stem}.json"), text: json, width: 0, height: 0 },
         ExportKind::Svg => {

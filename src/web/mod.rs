@@ -152,7 +152,7 @@ thread_local! {
         lab_loop: false,
         model: ModelId::Smollm2,
         compared: None,
-        jobs: jobs::Jobs { running: false, cancel: false, probed: None, corpus: None },
+        jobs: jobs::Jobs { running: false, cancel: false, probed: None, shown_layer: None, corpus: None },
     });
 }
 
@@ -397,7 +397,10 @@ async fn yield_now() {
 async fn run_pending() {
     loop {
         yield_now().await;
-        let next = WORKER.with_borrow_mut(|w| w.pending.take());
+        // Take the update only together with the session: when a probe or corpus run holds the
+        // session, the update stays pending and that run starts this loop again when it gives the
+        // session back (`kick_pending`).
+        let next = WORKER.with_borrow_mut(|w| if w.session.is_some() { w.pending.take() } else { None });
         let Some((seq, state, opts)) = next else { break };
         let Some((mut session, generation)) = take_session() else { break };
         let result = session.update(seq, &state, opts, &now_ms).await;

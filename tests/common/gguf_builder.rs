@@ -176,7 +176,7 @@ pub fn tiny_llama_builder(seed: u64) -> Builder {
     let mut types = vec![1i32; tokens.len()];
     types[..3].iter_mut().for_each(|t| *t = 3);
     let mut r = Rnd::new(seed);
-    let mut b = Builder::new()
+    let b = Builder::new()
         .meta("general.architecture", Meta::Str("llama".into()))
         .meta("llama.block_count", Meta::U32(layers as u32))
         .meta("llama.context_length", Meta::U32(64))
@@ -194,18 +194,32 @@ pub fn tiny_llama_builder(seed: u64) -> Builder {
         .meta("tokenizer.ggml.bos_token_id", Meta::U32(0))
         .tensor_f32("token_embd.weight", &[hidden, vocab], &r.take(hidden * vocab, 1.0))
         .tensor_f32("output_norm.weight", &[hidden], &r.norm(hidden));
-    for l in 0..layers {
-        let n = |s: &str| format!("blk.{l}.{s}.weight");
-        b = b
-            .tensor_f32(&n("attn_norm"), &[hidden], &r.norm(hidden))
-            .tensor_f32(&n("attn_q"), &[hidden, heads * d], &r.take(hidden * heads * d, 0.5))
-            .tensor_f32(&n("attn_k"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_v"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_output"), &[heads * d, hidden], &r.take(hidden * heads * d, 0.3))
-            .tensor_f32(&n("ffn_norm"), &[hidden], &r.norm(hidden))
-            .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_up"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_down"), &[ffn, hidden], &r.take(hidden * ffn, 0.3));
+    (0..layers).fold(b, |b, l| layer_tensors(b, &mut r, l, [hidden, heads, kv, d, ffn], false))
+}
+
+/// One decoder layer's random f32 tensors ([hidden, heads, kv_heads, head_dim, ffn]); `gemma` adds
+/// QK-norm and the norms after each sublayer.
+fn layer_tensors(mut b: Builder, r: &mut Rnd, l: u64, [hidden, heads, kv, d, ffn]: [u64; 5], gemma: bool) -> Builder {
+    let n = |s: &str| format!("blk.{l}.{s}.weight");
+    b = b
+        .tensor_f32(&n("attn_norm"), &[hidden], &r.norm(hidden))
+        .tensor_f32(&n("attn_q"), &[hidden, heads * d], &r.take(hidden * heads * d, 0.5))
+        .tensor_f32(&n("attn_k"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
+        .tensor_f32(&n("attn_v"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5));
+    if gemma {
+        b = b.tensor_f32(&n("attn_q_norm"), &[d], &r.norm(d)).tensor_f32(&n("attn_k_norm"), &[d], &r.norm(d));
+    }
+    b = b.tensor_f32(&n("attn_output"), &[heads * d, hidden], &r.take(hidden * heads * d, 0.3));
+    if gemma {
+        b = b.tensor_f32(&n("post_attention_norm"), &[hidden], &r.norm(hidden));
+    }
+    b = b
+        .tensor_f32(&n("ffn_norm"), &[hidden], &r.norm(hidden))
+        .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+        .tensor_f32(&n("ffn_up"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
+        .tensor_f32(&n("ffn_down"), &[ffn, hidden], &r.take(hidden * ffn, 0.3));
+    if gemma {
+        b = b.tensor_f32(&n("post_ffw_norm"), &[hidden], &r.norm(hidden));
     }
     b
 }
@@ -231,7 +245,7 @@ pub fn tiny_gemma_builder(seed: u64) -> Builder {
     let scores: Vec<f32> = (0..tokens.len()).map(|i| if types[i] == 1 { -(i as f32) } else { 0.0 }).collect();
     let vocab = tokens.len() as u64;
     let mut r = Rnd::new(seed);
-    let mut b = Builder::new()
+    let b = Builder::new()
         .meta("general.architecture", Meta::Str("gemma3".into()))
         .meta("gemma3.block_count", Meta::U32(layers as u32))
         .meta("gemma3.context_length", Meta::U32(64))
@@ -255,24 +269,7 @@ pub fn tiny_gemma_builder(seed: u64) -> Builder {
         .meta("tokenizer.ggml.add_space_prefix", Meta::Bool(false))
         .tensor_f32("token_embd.weight", &[hidden, vocab], &r.take(hidden * vocab, 1.0))
         .tensor_f32("output_norm.weight", &[hidden], &r.norm(hidden));
-    for l in 0..layers {
-        let n = |s: &str| format!("blk.{l}.{s}.weight");
-        b = b
-            .tensor_f32(&n("attn_norm"), &[hidden], &r.norm(hidden))
-            .tensor_f32(&n("attn_q"), &[hidden, heads * d], &r.take(hidden * heads * d, 0.5))
-            .tensor_f32(&n("attn_k"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_v"), &[hidden, kv * d], &r.take(hidden * kv * d, 0.5))
-            .tensor_f32(&n("attn_q_norm"), &[d], &r.norm(d))
-            .tensor_f32(&n("attn_k_norm"), &[d], &r.norm(d))
-            .tensor_f32(&n("attn_output"), &[heads * d, hidden], &r.take(hidden * heads * d, 0.3))
-            .tensor_f32(&n("post_attention_norm"), &[hidden], &r.norm(hidden))
-            .tensor_f32(&n("ffn_norm"), &[hidden], &r.norm(hidden))
-            .tensor_f32(&n("ffn_gate"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_up"), &[hidden, ffn], &r.take(hidden * ffn, 0.3))
-            .tensor_f32(&n("ffn_down"), &[ffn, hidden], &r.take(hidden * ffn, 0.3))
-            .tensor_f32(&n("post_ffw_norm"), &[hidden], &r.norm(hidden));
-    }
-    b
+    (0..layers).fold(b, |b, l| layer_tensors(b, &mut r, l, [hidden, heads, kv, d, ffn], true))
 }
 
 /// GPT-2's byte-to-unicode map, in byte order.
