@@ -51,7 +51,7 @@ pub enum GgufError {
     BadShape { name: String, dims: Vec<u64> },
     #[error("tensor {name:?} has unknown ggml type {ggml_type}")]
     UnknownTensorType { name: String, ggml_type: u32 },
-    #[error("tensor {name:?} has type {ggml_type}, which this reader cannot dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")]
+    #[error("tensor {name:?} has type {ggml_type}, which this reader cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K)")]
     UnsupportedTensorType { name: String, ggml_type: GgmlType },
     #[error("tensor {name:?}: row length {row_len} is not a multiple of the {ggml_type} block size {block}")]
     RowNotBlockAligned { name: String, ggml_type: GgmlType, row_len: u64, block: u64 },
@@ -146,6 +146,12 @@ impl GgmlType {
             Self::Q8K => (256, 292),
             Self::Other(_) => return None,
         })
+    }
+
+    /// Whether tensors of this type can be loaded (F32 as is, the others dequantized or kept as
+    /// blocks).
+    pub fn can_load(self) -> bool {
+        self == Self::F32 || self.can_dequantize()
     }
 
     fn can_dequantize(self) -> bool {
@@ -351,7 +357,9 @@ impl<'a> Cursor<'a> {
                 let min = min_value_size(item_type)
                     .ok_or(GgufError::UnknownValueType { key: key.to_string(), value_type: item_type })?;
                 let n = self.count(&format!("array {key:?} item"), min)?;
-                let mut items = Vec::with_capacity(n as usize);
+                // an item takes as little as one byte in the file but a whole `Value` here: grow
+                // as items are read instead of reserving for all of them on trust
+                let mut items = Vec::with_capacity((n as usize).min(4096));
                 for _ in 0..n {
                     items.push(self.value(key, item_type, depth + 1)?);
                 }

@@ -124,12 +124,17 @@ impl Config {
             "gemma3" => Arch::Gemma3,
             other => return Err(ModelError::UnsupportedArchitecture(other.to_string())),
         };
-        let name = g.get_str("general.architecture")?;
+        let name = match arch {
+            Arch::Llama => "llama",
+            Arch::Gemma3 => "gemma3",
+        };
         let k = |key: &str| format!("{name}.{key}");
-        let usize_of = |key: &str| -> Result<usize, ModelError> { Ok(g.get_u64(&k(key))? as usize) };
+        // a count past usize (a 32-bit browser) is an error, not a wrapped number
+        let fit = |key: &str, v: u64| usize::try_from(v).map_err(|_| ModelError::BadConfig(format!("{} = {v} is too large", k(key))));
+        let usize_of = |key: &str| -> Result<usize, ModelError> { fit(key, g.get_u64(&k(key))?) };
         let optional = |key: &str| -> Result<Option<usize>, ModelError> {
             match g.get_u64(&k(key)) {
-                Ok(v) => Ok(Some(v as usize)),
+                Ok(v) => Ok(Some(fit(key, v)?)),
                 Err(GgufError::MissingKey(_)) => Ok(None),
                 Err(e) => Err(e.into()),
             }
@@ -170,7 +175,12 @@ impl Config {
             hidden,
             ffn: usize_of("feed_forward_length")?,
             vocab: embd.dims.get(1).copied().unwrap_or(0) as usize,
-            rope_theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10_000.0) as f32,
+            // Llama's default base when the key is missing; Gemma 3 must say (its global base is 1e6)
+            rope_theta: match g.get_f64(&k("rope.freq_base")) {
+                Ok(v) => v as f32,
+                Err(GgufError::MissingKey(_)) if arch == Arch::Llama => 10_000.0,
+                Err(e) => return Err(e.into()),
+            },
             rms_eps: g.get_f64(&k("attention.layer_norm_rms_epsilon"))? as f32,
             context_len: optional("context_length")?.unwrap_or(2048),
             sliding,
@@ -313,8 +323,12 @@ pub fn weights_in_memory(g: &Gguf) -> usize {
         .fold(0usize, usize::saturating_add)
 }
 
-/// Refuse a model whose weights would take more than `limit` bytes, before allocating any.
+/// Refuse a model with a tensor type the engine cannot load (named), or whose weights would take
+/// more than `limit` bytes, before allocating any.
 pub fn check_memory(g: &Gguf, limit: usize) -> Result<(), ModelError> {
+    if let Some(t) = g.tensors.iter().find(|t| !t.ggml_type.can_load()) {
+        return Err(GgufError::UnsupportedTensorType { name: t.name.clone(), ggml_type: t.ggml_type }.into());
+    }
     let need = weights_in_memory(g);
     if need > limit {
         return Err(ModelError::TooLarge { need_mb: need.div_ceil(1 << 20), limit_mb: limit >> 20 });

@@ -129,7 +129,8 @@ impl Tokenizer {
                 if pre != "default" {
                     return Err(unsupported_pre("default"));
                 }
-                let space_prefix = matches!(g.get("tokenizer.ggml.add_space_prefix"), Some(Value::Bool(true)));
+                // llama.cpp's default for SentencePiece files when the key is missing: true
+                let space_prefix = !matches!(g.get("tokenizer.ggml.add_space_prefix"), Some(Value::Bool(false)));
                 (Kind::SentencePiece, sentencepiece(g, &tokens, space_prefix)?)
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
@@ -148,7 +149,11 @@ impl Tokenizer {
             types,
             bos_id: optional_id("tokenizer.ggml.bos_token_id")?,
             eos_id: optional_id("tokenizer.ggml.eos_token_id")?,
-            add_bos: matches!(g.get("tokenizer.ggml.add_bos_token"), Some(Value::Bool(true))),
+            // a missing key: llama.cpp adds a BOS for SentencePiece files, not for byte-level ones
+            add_bos: match g.get("tokenizer.ggml.add_bos_token") {
+                Some(Value::Bool(b)) => *b,
+                _ => kind == Kind::SentencePiece,
+            },
             chat_template: g.get_str("tokenizer.chat_template").ok().map(str::to_string),
         })
     }
@@ -237,6 +242,10 @@ fn byte_level_bpe(g: &Gguf, tokens: &[&str]) -> Result<BPE, TokenizerError> {
     BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| TokenizerError::Build(e.to_string()))
 }
 
+/// Most byte-splits (Σ over pieces of bytes x characters) a SentencePiece vocabulary may need to
+/// rebuild its merges: 8x Gemma 3's 15.6 million; bounds the time and the merges' strings (≤ 128 MB).
+const MAX_SPLIT_WORK: u64 = 128_000_000;
+
 /// SentencePiece-style BPE: the vocabulary with spaces spelled `▁`, merges rebuilt from the scores
 /// (as `transformers`' GGUF loader does, so the reference's ids are reproduced: every split of a piece
 /// into two pieces of the vocabulary is a merge, ranked by the piece's score, highest first, ties by
@@ -253,6 +262,14 @@ fn sentencepiece(g: &Gguf, tokens: &[&str], space_prefix: bool) -> Result<HfToke
     let mut vocab = tokenizers::models::bpe::Vocab::default();
     for (id, p) in pieces.iter().enumerate() {
         vocab.entry(p.clone()).or_insert(id as u32);
+    }
+    // Rebuilding the merges looks at every split of every piece: work (and the merges' strings)
+    // grow with Σ bytes x chars, which a hostile vocabulary ("a", "aa", "aaa", …) makes cubic.
+    let work: u64 = pieces.iter().map(|p| p.len() as u64 * p.chars().count() as u64).sum();
+    if work > MAX_SPLIT_WORK {
+        return Err(TokenizerError::Malformed(format!(
+            "the vocabulary's pieces are too long to rebuild its merges ({work} byte-splits; the limit is {MAX_SPLIT_WORK}, Gemma 3 needs 16 million)"
+        )));
     }
     // (score, left id, right id, piece id) for every split of every piece into two pieces
     let mut merges: Vec<(f32, u32, u32, u32)> = Vec::new();

@@ -315,25 +315,27 @@ impl Linear {
         if let [one] = self.parts.as_slice() {
             return one.rows(id_tensor(ids.iter().map(|&i| i as i64).collect()));
         }
-        // Each part looks up the ids it holds (others read its row 0) and a 0/1 mask keeps its rows.
-        let mut out: Option<Tensor<2>> = None;
+        // Each part looks up the ids it holds; the pieces are put back in the ids' order with one
+        // select (no masking by multiplication: 0 x a hostile file's inf would be NaN).
+        let (mut pieces, mut order) = (Vec::new(), Vec::with_capacity(ids.len()));
         let mut r0 = 0usize;
         for p in &self.parts {
             let r1 = r0 + p.dims()[0];
-            let inside = |&i: &u32| (r0..r1).contains(&(i as usize));
-            if ids.iter().any(inside) {
-                let local = ids.iter().map(|&i| if inside(&i) { (i as usize - r0) as i64 } else { 0 }).collect();
-                let mask: Vec<f32> = ids.iter().map(|i| if inside(i) { 1.0 } else { 0.0 }).collect();
-                let mask = Tensor::<2>::from_data(TensorData::new(mask, [ids.len(), 1]), device);
-                let rows = p.rows(id_tensor(local)) * mask;
-                out = Some(match out {
-                    Some(o) => o + rows,
-                    None => rows,
-                });
+            let here: Vec<usize> = (0..ids.len()).filter(|&j| (r0..r1).contains(&(ids[j] as usize))).collect();
+            if !here.is_empty() {
+                let local: Vec<i64> = here.iter().map(|&j| (ids[j] as usize - r0) as i64).collect();
+                pieces.push(p.rows(Tensor::<1, Int>::from_data(TensorData::new(local, [here.len()]), device)));
+                order.extend(here);
             }
             r0 = r1;
         }
-        out.unwrap_or_else(|| Tensor::zeros([ids.len(), self.parts.first().map_or(0, |p| p.dims()[1])], device))
+        if order.len() != ids.len() {
+            // an id past the last row (callers check ids against the vocabulary first)
+            return Tensor::zeros([ids.len(), self.parts.first().map_or(0, |p| p.dims()[1])], device);
+        }
+        let mut back = vec![0i64; ids.len()];
+        order.iter().enumerate().for_each(|(i, &j)| back[j] = i as i64);
+        Tensor::cat(pieces, 0).select(0, id_tensor(back))
     }
 
     /// x [T, k] -> [T, Σ n].

@@ -135,3 +135,19 @@ proptest! {
         survive(&mutate(&base, &edits, 0));
     }
 }
+
+/// A vocabulary built to make the merges' rebuild cubic ("a", "aa", "aaa", …: every split of every
+/// piece is a merge) is refused at once, not after gigabytes and minutes.
+#[test]
+fn a_hostile_sentencepiece_vocabulary_is_refused_quickly() {
+    let n = 900;
+    let tokens: Vec<String> = (1..=n).map(|l| "a".repeat(l)).collect();
+    let b = tiny_gemma_builder(1)
+        .set("tokenizer.ggml.tokens", Meta::StrArray(tokens))
+        .set("tokenizer.ggml.scores", Meta::F32Array(vec![0.0; n]))
+        .set("tokenizer.ggml.token_type", Meta::I32Array(vec![1; n]));
+    let t0 = std::time::Instant::now();
+    let e = refused(b);
+    assert!(e.contains("too long to rebuild its merges"), "{e}");
+    assert!(t0.elapsed().as_secs_f64() < 5.0, "refused in {:?}", t0.elapsed());
+}

@@ -31,6 +31,7 @@ let maxFileBytes = Infinity; // the largest model file the worker will try to lo
 let localFile = null;      // a GGUF file opened from this computer (kept to reload it on a backend switch)
 let loadedModel = null;    // the model id the current worker runs
 let compared = null;       // "prompt|eps" of the comparison on screen (or being computed)
+let beforeLocal = null;   // the model (and local file) to go back to when an opened file fails
 let probeShown = null;     // the probe request ("data|n|seed|eps|model") whose result is on screen
 let jobRunning = null;     // "probe" | "corpus" while the worker runs one
 let corpusShown = null;    // "model|eps" of the corpus statistics on screen
@@ -197,12 +198,14 @@ function showModelAbout() {
 
 // Open a GGUF file from this computer (file input or drag and drop): it runs here, never uploaded.
 function openLocal(file) {
-  if (!file) return;
+  if (!file || !state) return;
   if (file.size > maxFileBytes) {
     notice(`${file.name} is ${(file.size / 1e9).toFixed(1)} GB; a browser tab can hold models up to about ${(maxFileBytes / 1e9).toFixed(1)} GB of weights here.`, "file");
     return;
   }
   dropNotice("file");
+  // if this file cannot be loaded, Retry goes back to what ran before
+  beforeLocal = { file: localFile, model: state.model };
   localFile = file;
   state.model = "local";
   fillModelChoice();
@@ -251,6 +254,7 @@ function onMessage(msg) {
     }
     case "ready":
       ready = true;
+      beforeLocal = null;
       document.body.dataset.loads = Number(document.body.dataset.loads || 0) + 1; // for tests
       backend = msg.backend;
       $("backend").textContent = msg.backend;
@@ -280,6 +284,17 @@ function onMessage(msg) {
       break;
     case "error":
       if (msg.seq != null && msg.seq !== seq) return;
+      if (/QK-norm comparison failed/.test(msg.message)) {
+        compared = null; // a later frame may ask again
+        $("qk-progress").textContent = msg.message;
+        $("view-qknorm").dataset.state = "stopped";
+      }
+      if (!ready && beforeLocal) {
+        localFile = beforeLocal.file;
+        state.model = beforeLocal.model;
+        beforeLocal = null;
+        fillModelChoice();
+      }
       if (!ready) {
         $("loading").hidden = true;
         fail(`The model could not be loaded: ${msg.message}`);

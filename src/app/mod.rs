@@ -40,8 +40,10 @@ pub struct Loaded {
 /// Parse GGUF bytes and build the tokenizer and the engine on `device`.
 pub fn load(bytes: &[u8], device: &Device) -> Result<Loaded, LoadError> {
     let g = Gguf::parse(bytes)?;
-    // The architecture first: an unsupported model is named as such, not by its tokenizer.
+    // The architecture, tensor types and size first: an unsupported model is named as such, not by
+    // its tokenizer, and an oversized one costs no tokenizer.
     crate::model::Config::from_gguf(&g)?;
+    crate::model::check_memory(&g, crate::model::MAX_WEIGHT_BYTES)?;
     let tok = Tokenizer::from_gguf(&g)?;
     let model = Model::from_gguf(&g, device)?;
     let name = g.get_str("general.name").map(|s| s.chars().take(80).collect()).unwrap_or_else(|_| "model".to_string());

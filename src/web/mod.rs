@@ -517,14 +517,14 @@ async fn init_catalogue(model: ModelId, backend: Option<Backend>) {
         return post_error(None, "a model file opened from this computer is not in the browser's cache: open it again with \u{201c}Open a GGUF file\u{2026}\u{201d}".into(), false);
     };
     let t0 = now_ms();
-    drop_session();
+    let generation = drop_session();
     let bytes = match fetch::fetch_cached(entry.url, |loaded, total, cached| post(&Reply::Progress { loaded, total, cached })).await {
         Ok(b) => b,
         Err(e) => return post_error(None, e, true),
     };
     // The file's own name (without ".gguf") names the model in export file names.
     let name = entry.url.rsplit('/').next().unwrap_or("model").trim_end_matches(".gguf");
-    if let Err(e) = start_session(bytes, name, model, backend, t0).await {
+    if let Err(e) = start_session(bytes, name, model, backend, t0, generation).await {
         // A bad file must not stay in the cache, or every visit would fail the same way.
         fetch::forget(entry.url).await;
         post_error(None, e, true);
@@ -534,7 +534,7 @@ async fn init_catalogue(model: ModelId, backend: Option<Backend>) {
 /// Load a GGUF file the user opened (its bytes never leave the page).
 async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Backend>) {
     let t0 = now_ms();
-    drop_session();
+    let generation = drop_session();
     let len = bytes.length() as usize;
     let mut v: Vec<u8> = Vec::new();
     if v.try_reserve_exact(len).is_err() {
@@ -544,25 +544,36 @@ async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Back
     bytes.copy_to(&mut v);
     drop(bytes);
     let stem: String = name.trim_end_matches(".gguf").chars().filter(|c| !c.is_control()).take(80).collect();
-    if let Err(e) = start_session(v, &stem, ModelId::Local, backend, t0).await {
+    if let Err(e) = start_session(v, &stem, ModelId::Local, backend, t0, generation).await {
         post_error(None, format!("{name}: {e}"), false);
     }
 }
 
 /// Before loading another model or backend: the old session (and its device) goes first, so two
 /// models never coexist.
-fn drop_session() {
-    WORKER.with_borrow_mut(|w| {
+/// Returns the new generation: a load started now installs its session only if no later load
+/// began meanwhile (the newest choice wins, whichever file arrives first).
+fn drop_session() -> u64 {
+    let generation = WORKER.with_borrow_mut(|w| {
         w.session = None;
         w.generation += 1;
+        w.generation
     });
     device::release();
+    generation
 }
 
-async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Option<Backend>, t0: f64) -> Result<(), String> {
+async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Option<Backend>, t0: f64, generation: u64) -> Result<(), String> {
+    let superseded = || WORKER.with_borrow(|w| w.generation != generation);
+    if superseded() {
+        return Ok(());
+    }
     let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend).await;
     let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
     drop(bytes);
+    if superseded() {
+        return Ok(()); // another model was chosen while this one loaded
+    }
     let mut session = loaded.into_session();
     session.model_name = name.to_string();
     let (n_layers, n_heads) = (session.n_layers(), session.n_heads());

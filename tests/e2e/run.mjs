@@ -676,7 +676,11 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
     const e2 = await page.textContent("#failure-text");
     assert(/unsupported architecture "qwen2"/.test(e2) && /llama/.test(e2) && /gemma3/.test(e2), e2);
     await page.screenshot({ path: join(SHOTS, "12-unsupported-file.png"), fullPage: false });
-    // Retry goes back to a catalogue model
+    // Retry goes back to the model that ran before the failed file (here the first local file)
+    const before = Number(await page.evaluate(() => document.body.dataset.loads));
+    await page.click("#retry");
+    await page.waitForFunction((n) => Number(document.body.dataset.loads) > n && document.querySelector("[data-testid=status]").dataset.state === "ready", before, { timeout: LOAD_TIMEOUT });
+    assert(/my-model\.gguf/.test(await page.textContent("[data-testid=model-about]")), "Retry reloads the file that worked");
     await page.selectOption("[data-testid=model-choice]", "smollm2");
     await waitReady(page, LOAD_TIMEOUT);
   });
