@@ -188,7 +188,8 @@ pub fn qmatmul_nt(x: FloatTensor<Cube>, w: IntTensor<Cube>, ty: u32, n: usize, k
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([t, n]), DType::F32);
     let (count, dim) = launch_dims(t * n);
     let client = out.client.clone();
-    qmatmul_kernel::launch(&client, count, dim, x.into_tensor_arg(), w.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, block_of(ty).0, block_of(ty).1);
+    let (values, bytes) = block_of(ty);
+    qmatmul_kernel::launch(&client, count, dim, x.into_tensor_arg(), w.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, values, bytes);
     out
 }
 
@@ -199,6 +200,7 @@ pub fn qrows(w: IntTensor<Cube>, ids: IntTensor<Cube>, ty: u32, n: usize, k: usi
     let out = empty_device_dtype(w.client.clone(), w.device.clone(), Shape::new([r, k]), DType::F32);
     let (count, dim) = launch_dims(r * k);
     let client = out.client.clone();
-    qrows_kernel::launch(&client, count, dim, w.into_tensor_arg(), ids.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, block_of(ty).0, block_of(ty).1);
+    let (values, bytes) = block_of(ty);
+    qrows_kernel::launch(&client, count, dim, w.into_tensor_arg(), ids.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, values, bytes);
     out
 }
