@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build the page into dist/ (what `make web` runs): the two workers, compiled for the browser, bound
+# Build the page into dist/ (what `make web` runs): three builds of the worker, compiled for the browser, bound
 # with wasm-bindgen and shrunk with wasm-opt, plus the page's own files and gzip copies.
 #   sinkscope         the CPU worker (burn's CPU backend only): what a browser without a hardware
 #                     WebGPU adapter downloads;
+#   sinkscope-relaxed the same CPU worker with relaxed SIMD (fused multiply-add), where the browser
+#                     has it (Chromium does);
 #   sinkscope-webgpu  the same worker with the `wgpu` feature (burn's WebGPU backend, CubeCL's WGSL
 #                     compiler): most of its size, downloaded only where WebGPU runs.
 # The page (www/app.js) picks one. No bundler: wasm-bindgen's `--target web` glue is an ES module,
@@ -18,20 +20,27 @@ mkdir -p "$OUT"
 find "$OUT" -maxdepth 1 -type f -delete
 rm -rf "$OUT/snippets"
 
-worker() { # name, cargo feature flags...
-  local bin=$1
-  shift
+worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_EXTRA from the caller)
+  local name=$1 bin=$2
+  shift 2
+  local dir=${CARGO_TARGET_DIR:-target}
   cargo build --release --target wasm32-unknown-unknown --bin "$bin" "$@"
-  wasm-bindgen --target web --no-typescript --out-dir "$OUT" "$TARGET_DIR/wasm32-unknown-unknown/release/$bin.wasm"
+  wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir "$OUT" "$dir/wasm32-unknown-unknown/release/$bin.wasm"
   local raw
-  raw=$(stat -c %s "$OUT/${bin}_bg.wasm")
-  wasm-opt "${WASM_OPT_FLAGS[@]}" "$OUT/${bin}_bg.wasm" -o "$OUT/${bin}_bg.wasm"
-  echo "$bin: wasm $raw bytes -> $(stat -c %s "$OUT/${bin}_bg.wasm") after wasm-opt" >&2
-  printf 'import init from "./%s.js";\nawait init();\n' "$bin" > "$OUT/${bin}_loader.js"
+  raw=$(stat -c %s "$OUT/${name}_bg.wasm")
+  # shellcheck disable=SC2086
+  wasm-opt "${WASM_OPT_FLAGS[@]}" ${OPT_EXTRA:-} "$OUT/${name}_bg.wasm" -o "$OUT/${name}_bg.wasm"
+  echo "$name: wasm $raw bytes -> $(stat -c %s "$OUT/${name}_bg.wasm") after wasm-opt" >&2
+  printf 'import init from "./%s.js";\nawait init();\n' "$name" > "$OUT/${name}_loader.js"
 }
 
-worker sinkscope
-worker sinkscope-webgpu --features wgpu
+worker sinkscope sinkscope
+worker sinkscope-webgpu sinkscope-webgpu --features wgpu
+# The CPU worker again with relaxed SIMD (f32x4.relaxed_madd: one fused multiply-add where the CPU
+# has FMA), for browsers that validate it (the page checks). Its own build folder: other target
+# features mean every crate is compiled again, and sharing the folder would rebuild both each time.
+CARGO_TARGET_DIR="$TARGET_DIR/relaxed-simd" RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" OPT_EXTRA=--enable-relaxed-simd \
+  worker sinkscope-relaxed sinkscope
 
 cp index.html www/app.js www/sw.js www/style.css "$OUT/"
 # the Probe view's statements (CC-BY-4.0, credited on the page) and the corpus (CC0)
@@ -49,12 +58,12 @@ python3 - "$OUT" <<'PY'
 import json, os, sys
 out = sys.argv[1]
 snippets = [os.path.relpath(os.path.join(d, f), out) for d, _, fs in os.walk(os.path.join(out, "snippets")) for f in fs]
-files = {b: [f"{b}_loader.js", f"{b}.js", f"{b}_bg.wasm"] for b in ("sinkscope", "sinkscope-webgpu")}
+files = {b: [f"{b}_loader.js", f"{b}.js", f"{b}_bg.wasm"] for b in ("sinkscope", "sinkscope-relaxed", "sinkscope-webgpu")}
 files["sinkscope-webgpu"] += sorted(snippets)
 page = ["./", "app.js", "style.css"] + [f"data/{f}" for f in sorted(os.listdir(os.path.join(out, "data")))]
 json.dump({"page": page, "workers": files}, open(os.path.join(out, "files.json"), "w"), indent=1)
 PY
 (cd "$OUT" && for f in *.wasm *.js *.css *.html *.json data/*.csv data/*.txt; do gzip -9 -k -f "$f"; done)
-for b in sinkscope sinkscope-webgpu; do
+for b in sinkscope sinkscope-relaxed sinkscope-webgpu; do
   echo "$b: $(stat -c %s "$OUT/${b}_bg.wasm") bytes, $(stat -c %s "$OUT/${b}_bg.wasm.gz") gzipped" >&2
 done

@@ -4,8 +4,24 @@
 // frame arrives as NaN: every number shown goes through num(), which prints "–" for it.
 
 const $ = (id) => document.getElementById(id);
-// Two builds of the same worker (scripts/build-web.sh): the small CPU one, and the WebGPU one.
-const WORKERS = { cpu: { loader: "./sinkscope_loader.js", name: "sinkscope" }, webgpu: { loader: "./sinkscope-webgpu_loader.js", name: "sinkscope-webgpu" } };
+// Three builds of the same worker (scripts/build-web.sh): the CPU one with relaxed SIMD (fused
+// multiply-add: ~25% faster products) where the browser has it, the CPU one without, and the WebGPU one.
+// A test hook (window.sinkscopePlainSimd, set before the page runs) forces the plain CPU build.
+const RELAXED_SIMD = !window.sinkscopePlainSimd && relaxedSimdValidates();
+const WORKERS = {
+  cpu: RELAXED_SIMD ? { loader: "./sinkscope-relaxed_loader.js", name: "sinkscope-relaxed" } : { loader: "./sinkscope_loader.js", name: "sinkscope" },
+  webgpu: { loader: "./sinkscope-webgpu_loader.js", name: "sinkscope-webgpu" },
+};
+
+// Whether this browser's WebAssembly has relaxed SIMD: a module of one function that uses
+// i8x16.relaxed_swizzle (opcode 0xfd 0x100) validates only where it does.
+function relaxedSimdValidates() {
+  try {
+    return WebAssembly.validate(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 15, 1, 13, 0, 65, 1, 253, 15, 65, 2, 253, 15, 253, 128, 2, 11]));
+  } catch (e) {
+    return false;
+  }
+}
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
 const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm", "probe", "corpus"];
@@ -327,6 +343,9 @@ function onMessage(msg) {
       break;
     case "corpus-done":
       drawCorpus(msg);
+      break;
+    case "kernel-check": // test hook (window.sinkscopeKernelCheck)
+      document.body.dataset.kernelCheck = JSON.stringify(msg);
       break;
     case "fatal":
       if (worker) worker.fatalSeen = true;
@@ -1163,6 +1182,7 @@ function keepOfflineCopy() {
 window.sinkscopeLoseDevice = () => send({ type: "lose-device" });
 window.sinkscopePoison = () => { send({ type: "poison" }); update(); };
 window.sinkscopePanic = () => send({ type: "panic" });
+window.sinkscopeKernelCheck = () => send({ type: "kernel-check" });
 
 firstVisit = location.hash.length <= 1;
 // The link's backend choice picks the worker build; the worker itself decodes (and checks) the link.

@@ -62,6 +62,8 @@ enum Request {
     Poison,
     /// Test hook: panic, as a bug would (the page must report it as the error it is).
     Panic,
+    /// Test hook: this build's block kernels against the portable ones (`quant::self_check`).
+    KernelCheck,
     /// The Lab: show the current state (the pre-trained checkpoint at first).
     LabShow { #[serde(default)] projector: bool },
     /// Train (from a fresh initialisation with `seed` if the checkpoint is shown).
@@ -113,6 +115,9 @@ enum Reply<'a> {
     Export { kind: &'a str, name: String, text: String, width: u32, height: u32 },
     Error { seq: Option<u64>, message: String, retry: bool },
     Fatal { kind: &'a str, message: String },
+    /// The answer to `kernel-check`: cases run, the ones that failed, and whether this build uses
+    /// relaxed SIMD.
+    KernelCheck { cases: usize, failures: Vec<String>, relaxed_simd: bool },
 }
 
 struct Worker {
@@ -312,6 +317,10 @@ fn handle(req: Request) {
         Request::Export { state, kind } => wasm_bindgen_futures::spawn_local(export_view(state, kind)),
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
         Request::Panic => panic!("a deliberate panic (test hook)"),
+        Request::KernelCheck => {
+            let (cases, failures) = crate::quant::self_check();
+            post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd") });
+        }
         Request::LoseDevice => device::lose(),
         Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
         Request::Corpus { text, eps, projector } => wasm_bindgen_futures::spawn_local(jobs::corpus(text, eps, projector)),

@@ -80,6 +80,13 @@ function assert(cond, msg) {
   if (!cond) throw new Error(`assertion failed: ${msg}`);
 }
 
+/** The worker's kernel self-check (`quant::self_check`): {cases, failures, relaxed_simd}. */
+async function kernelCheck(page) {
+  await page.evaluate(() => { delete document.body.dataset.kernelCheck; window.sinkscopeKernelCheck(); });
+  await page.waitForFunction(() => document.body.dataset.kernelCheck, null, { timeout: 60_000 });
+  return JSON.parse(await page.evaluate(() => document.body.dataset.kernelCheck));
+}
+
 /** A fresh browser profile with one page whose uncaught errors (and Content-Security-Policy
  * violations, as `csp: …`) are collected. */
 async function openBrowser({ webgpu, viewport }) {
@@ -143,6 +150,7 @@ console.log(`serving dist/ at ${base}`);
 const SHORT = "Hello, world! This is a test.";
 let gpuSinkHeads = null;
 let gpuJson = null; // the analysis exported from the WebGPU backend, compared with the CPU's below
+let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared with the plain build's
 
 // --- WebGPU (SwiftShader's software adapter) ------------------------------------------------------
 {
@@ -259,6 +267,18 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
     const summary = await page.textContent("#summary");
     assert(/next: “ The” \d+%/.test(summary), `the top next token: ${summary}`);
     await page.screenshot({ path: join(SHOTS, "03-first-visit.png"), fullPage: true });
+  });
+
+  await test("CPU: the relaxed-SIMD build runs here, and its block kernels agree with the portable ones", async () => {
+    if (page.url() === "about:blank") { // run alone (--only)
+      await page.goto(`${base}#p=${encodeURIComponent(EXAMPLE)}&b=cpu`);
+      await waitReady(page, LOAD_TIMEOUT);
+    }
+    const check = await kernelCheck(page);
+    assert(check.relaxed_simd === true, "Chromium validates relaxed SIMD, so the page runs that build");
+    assert(check.cases >= 80 && check.failures.length === 0, `kernel check: ${JSON.stringify(check)}`);
+    const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+    relaxed = { hash: await page.evaluate(() => location.hash), json };
   });
 
   await test("CPU and WebGPU agree on the numbers of the same prompt (quantized kernels on both)", async () => {
@@ -602,6 +622,25 @@ let gpuJson = null; // the analysis exported from the WebGPU backend, compared w
     });
     assert(!ran, "the CSP blocks inline script");
     assert((await page.evaluate(() => window.__csp || [])).some((v) => v.startsWith("script-src")), "and reports it");
+  });
+  await close();
+}
+
+// --- CPU without relaxed SIMD (Firefox, Safari): the plain build --------------------------------
+{
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
+  await context.addInitScript(() => { window.sinkscopePlainSimd = true; });
+  await test("CPU without relaxed SIMD: the plain build loads, its kernels agree with the portable ones and its numbers with the relaxed build's", async () => {
+    assert(relaxed !== null, "the relaxed-SIMD test ran");
+    const wasm = page.waitForResponse((r) => r.url().endsWith("_bg.wasm"));
+    await page.goto(`${base}${relaxed.hash}`);
+    assert((await wasm).url().endsWith("/sinkscope_bg.wasm"), `the plain CPU build: ${(await wasm).url()}`);
+    await waitReady(page, LOAD_TIMEOUT);
+    const check = await kernelCheck(page);
+    assert(check.relaxed_simd === false && check.cases >= 80 && check.failures.length === 0, `kernel check: ${JSON.stringify(check)}`);
+    const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+    for (const key of ["alpha", "first_token_alpha", "top_next", "massive"]) sameJson(json[key], relaxed.json[key], 1e-4, key);
+    assert(errors.length === 0, JSON.stringify(errors));
   });
   await close();
 }
