@@ -16,6 +16,7 @@ pub mod linear;
 pub mod model;
 pub mod quant;
 pub mod trace;
+pub mod vmath;
 pub mod weights;
 pub mod tokenizer;
 pub mod toy;

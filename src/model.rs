@@ -27,12 +27,11 @@
 //! `async` so the same code runs in a browser worker (where synchronous GPU reads are impossible).
 
 use burn::prelude::*;
-use burn::tensor::activation::{silu, softmax};
 use burn::tensor::Transaction;
 
 use crate::gguf::{Gguf, GgufError};
 pub use crate::trace::{top_k, LayerTrace, Trace, TraceOptions};
-use crate::weights::{HostMatrix, Linear, WeightError};
+use crate::weights::{self, HostMatrix, Linear, WeightError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -446,13 +445,11 @@ impl Model {
     fn mlp(&self, layer: &Layer, x: Tensor<2>) -> Tensor<2> {
         let ffn = self.config.ffn;
         let gu = layer.w_gate_up.forward(x);
-        let gate = gu.clone().narrow(1, 0, ffn);
-        let up = gu.narrow(1, ffn, ffn);
-        let gate = match self.config.activation {
-            Activation::Silu => silu(gate),
-            Activation::GeluTanh => gelu_tanh(gate),
+        let hidden = match self.config.activation {
+            Activation::Silu => if std::env::var("OLDSILU").is_ok() { burn::tensor::activation::silu(gu.clone().narrow(1, 0, ffn)) * gu.narrow(1, ffn, ffn) } else { weights::silu_mul(gu) },
+            Activation::GeluTanh => gelu_tanh(gu.clone().narrow(1, 0, ffn)) * gu.narrow(1, ffn, ffn),
         };
-        layer.w_down.forward(gate * up)
+        layer.w_down.forward(hidden)
     }
 
     /// RoPE tables and the additive mask for `n` new queries at positions `past..past + n`.
@@ -508,9 +505,8 @@ impl Model {
         };
         let t = k.dims()[1];
         // Grouped-query attention as one batched matmul per KV head: [KV, G·n, D] x [KV, D, T].
-        let scores = q.reshape([kv, g * n, d]).matmul(k.clone().swap_dims(1, 2)).mul_scalar(c.attn_scale) + at.mask.clone();
-        let pattern = softmax(scores, 2);
-        let z = pattern.clone().matmul(v.clone()).reshape([h, n, d]);
+        let pattern = weights::attention_pattern(q.reshape([kv, g * n, d]), k.clone(), at.mask.clone(), c.attn_scale);
+        let z = weights::bmatmul(pattern.clone(), v.clone()).reshape([h, n, d]);
         let out = layer.wo.forward(z.clone().swap_dims(0, 1).reshape([n, h * d]));
         Attn { pattern: pattern.reshape([h, n, t]), v_new, z, out: self.post_norm(out, &layer.post_attn_norm), kv: (k, v) }
     }

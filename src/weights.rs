@@ -1,10 +1,14 @@
-//! The model's matrices on a burn device, in their GGUF block formats, and `x · Wᵀ` on them.
+//! The model's matrices on a burn device, in their GGUF block formats, and `x · Wᵀ` on them (plus
+//! the three other operations of the forward that the CPU computes with its own kernels: the MLP's
+//! `silu(gate)·up`, the attention pattern and the pattern times the values).
 //!
 //! A [`Weight`] is either dense f32 (norms, and matrices of types the block kernels do not cover,
 //! expanded at load) or the file's own blocks ([`QType`]) kept as 32-bit words in an integer tensor,
 //! so a model takes about its file's size in memory, not four times it. The products run through a
 //! burn backend extension with one implementation per backend:
-//! * CPU (`flex`): [`crate::quant`]'s block kernels and [`crate::linear`]'s f32 kernel;
+//! * CPU (`flex`): [`crate::quant`]'s block kernels, [`crate::linear`]'s f32 kernel and
+//!   [`crate::vmath`]'s vectorised `exp` (burn's CPU backend calls the runtime's scalar `expf`, three
+//!   times per SiLU value, and multiplies the attention's small matrices without SIMD in wasm);
 //! * WebGPU (`Cube`): kernels that read the blocks and expand them inside the product
 //!   ([`crate::gpu`]); dense weights use burn's matmul.
 
@@ -25,6 +29,40 @@ pub trait LinearBackend: burn::backend::Backend {
     fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
     /// Rows `ids` of W [n, k] (blocks of `ty` in u32 words), expanded: [len(ids), k].
     fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
+    /// The gated MLP's middle: for x = [gate | up] [n, 2f] (the fused gate-up product),
+    /// silu(gate) · up [n, f].
+    fn silu_mul(gate_up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// The attention pattern softmax(scale · q·kᵀ + mask) over the last axis, for q [B, M, D],
+    /// k [B, T, D] and mask [1, M, T] -> [B, M, T].
+    fn attention_pattern(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+    /// a [B, M, T] · b [B, T, D] -> [B, M, D].
+    fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The three element-wise and attention ops with burn's own operations, as every backend has them
+/// (the WebGPU implementation, and the CPU's for shapes or types its own code does not take).
+mod generic {
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::Backend;
+    use burn::backend::TensorMetadata;
+    use burn::tensor::Slice;
+
+    pub fn silu_mul<B: Backend>(gate_up: FloatTensor<B>) -> FloatTensor<B> {
+        let [n, f2] = gate_up.shape().dims();
+        let f = f2 / 2;
+        let gate = B::float_slice(gate_up.clone(), &[Slice::from(0..n), Slice::from(0..f)]);
+        let up = B::float_slice(gate_up, &[Slice::from(0..n), Slice::from(f..2 * f)]);
+        B::float_mul(B::float_mul(gate.clone(), B::sigmoid(gate)), up)
+    }
+
+    pub fn attention_pattern<B: Backend>(q: FloatTensor<B>, k: FloatTensor<B>, mask: FloatTensor<B>, scale: f32) -> FloatTensor<B> {
+        let scores = B::float_matmul(q, B::float_swap_dims(k, 1, 2));
+        B::softmax(B::float_add(B::float_mul_scalar(scores, scale.into()), mask), 2)
+    }
+
+    pub fn bmatmul<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
+        B::float_matmul(a, b)
+    }
 }
 
 mod flex_impl {
@@ -98,6 +136,63 @@ mod flex_impl {
             }
             FlexTensor::from_data(TensorData::new(out, [ids.len(), k]))
         }
+
+        fn silu_mul(gate_up: FloatTensor<Self>) -> FloatTensor<Self> {
+            let shape = gate_up.layout().shape().clone();
+            let x = contiguous(gate_up);
+            match x.as_slice::<f32>() {
+                Some(xd) if shape.num_dims() == 2 && shape[1] % 2 == 0 => {
+                    let f = shape[1] / 2;
+                    let mut out = vec![0.0f32; shape[0] * f];
+                    for (row, o) in xd.chunks_exact(2 * f).zip(out.chunks_exact_mut(f)) {
+                        crate::vmath::silu_mul(&row[..f], &row[f..], o);
+                    }
+                    FlexTensor::from_data(TensorData::new(out, [shape[0], f]))
+                }
+                _ => super::generic::silu_mul::<Self>(x),
+            }
+        }
+
+        fn attention_pattern(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+            let (qs, ks, ms) = (q.layout().shape().clone(), k.layout().shape().clone(), mask.layout().shape().clone());
+            let fits = qs.num_dims() == 3 && ks.num_dims() == 3 && ms.num_dims() == 3 && qs[0] == ks[0] && qs[2] == ks[2] && ms[0] == 1 && ms[1] == qs[1] && ms[2] == ks[1];
+            let (q, k, mask) = (contiguous(q), contiguous(k), contiguous(mask));
+            let (Some(qd), Some(kd), Some(md), true) = (q.as_slice::<f32>(), k.as_slice::<f32>(), mask.as_slice::<f32>(), fits) else {
+                return super::generic::attention_pattern::<Self>(q, k, mask, scale);
+            };
+            let (b, m, d, t) = (qs[0], qs[1], qs[2], ks[1]);
+            let mut out = vec![0.0f32; b * m * t];
+            for ((qb, kb), ob) in qd.chunks_exact(m * d).zip(kd.chunks_exact(t * d)).zip(out.chunks_exact_mut(m * t)) {
+                crate::linear::matmul_nt(qb, kb, ob, m, d, t);
+                for (o, &mv) in ob.iter_mut().zip(md) {
+                    *o = *o * scale + mv;
+                }
+                crate::vmath::softmax_rows(ob, t);
+            }
+            FlexTensor::from_data(TensorData::new(out, [b, m, t]))
+        }
+
+        fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (as_, bs) = (a.layout().shape().clone(), b.layout().shape().clone());
+            let fits = as_.num_dims() == 3 && bs.num_dims() == 3 && as_[0] == bs[0] && as_[2] == bs[1];
+            let (a, b) = (contiguous(a), contiguous(b));
+            let (Some(ad), Some(bd), true) = (a.as_slice::<f32>(), b.as_slice::<f32>(), fits) else {
+                return super::generic::bmatmul::<Self>(a, b);
+            };
+            let (nb, m, t, d) = (as_[0], as_[1], as_[2], bs[2]);
+            let mut out = vec![0.0f32; nb * m * d];
+            let mut bt = vec![0.0f32; d * t];
+            for ((ab, bb), ob) in ad.chunks_exact(m * t).zip(bd.chunks_exact(t * d)).zip(out.chunks_exact_mut(m * d)) {
+                // b [T, D] transposed to rows of D outputs: the kernel takes W as [n, k]
+                for (i, row) in bb.chunks_exact(d).enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        bt[j * t + i] = v;
+                    }
+                }
+                crate::linear::matmul_nt(ab, &bt, ob, m, t, d);
+            }
+            FlexTensor::from_data(TensorData::new(out, [nb, m, d]))
+        }
     }
 }
 
@@ -115,6 +210,36 @@ impl LinearBackend for burn::backend::Cube {
     fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
         crate::gpu::qrows(w, ids, ty, n, k)
     }
+
+    fn silu_mul(gate_up: FloatTensor<Self>) -> FloatTensor<Self> {
+        generic::silu_mul::<Self>(gate_up)
+    }
+
+    fn attention_pattern(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
+        generic::attention_pattern::<Self>(q, k, mask, scale)
+    }
+
+    fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        generic::bmatmul::<Self>(a, b)
+    }
+}
+
+/// silu(gate) · up for `gate_up` = [gate | up] [n, 2f], on any device (see [`LinearBackend::silu_mul`]).
+pub fn silu_mul(gate_up: Tensor<2>) -> Tensor<2> {
+    type D = burn::backend::Dispatch;
+    Tensor::from_dispatch(<D as LinearBackend>::silu_mul(gate_up.into_dispatch()))
+}
+
+/// softmax(scale · q·kᵀ + mask) on any device (see [`LinearBackend::attention_pattern`]).
+pub fn attention_pattern(q: Tensor<3>, k: Tensor<3>, mask: Tensor<3>, scale: f32) -> Tensor<3> {
+    type D = burn::backend::Dispatch;
+    Tensor::from_dispatch(<D as LinearBackend>::attention_pattern(q.into_dispatch(), k.into_dispatch(), mask.into_dispatch(), scale))
+}
+
+/// a [B, M, T] · b [B, T, D] on any device (see [`LinearBackend::bmatmul`]).
+pub fn bmatmul(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
+    type D = burn::backend::Dispatch;
+    Tensor::from_dispatch(<D as LinearBackend>::bmatmul(a.into_dispatch(), b.into_dispatch()))
 }
 
 /// A matrix on the host: `n` rows of `k` values, as blocks of `ty` (F32: plain little-endian f32).
