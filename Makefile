@@ -15,7 +15,7 @@ tools:
 tools-browser:
 	scripts/setup-tools.sh --browser
 
-# The page in dist/: both workers built for the browser (wasm-bindgen, wasm-opt), the page's files,
+# The page in dist/: the three worker builds for the browser (wasm-bindgen, wasm-opt), the page's files,
 # gzip copies for scripts/serve.py (the model is not compressed: 4-bit weights barely shrink).
 web: model tools
 	scripts/build-web.sh

@@ -1,7 +1,8 @@
 //! sinkscope: watch a real language model's attention sinks catch, tag and release tokens.
 //!
 //! Layers, each depending only on those above it:
-//! 1. [`gguf`] — file reading and dequantization;
+//! 1. [`gguf`] — file reading and dequantization; [`quant`], [`linear`], [`vmath`] — the CPU
+//!    kernels (products on GGUF blocks, the f32 product, vectorised `exp`/SiLU/softmax);
 //! 2. [`tokenizer`] — a `tokenizers` tokenizer built from GGUF metadata;
 //! 3. [`model`] — the decoder (Llama and Gemma 3 families) in burn, returning a trace of internals;
 //! 4. `analysis` — sinks, catch, tag, release, PCA (plain data in, plain data out);

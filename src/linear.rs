@@ -3,12 +3,12 @@
 //! Register-blocked, with the input as the packed side: x is transposed once per product into
 //! blocks of `VR` rows stored k-major (`xp[k][VR]`); W is expanded a few rows at a time (`NR`, from
 //! f32 or from GGUF blocks, by a [`Rows`] source) into a small row-major tile; then a micro-kernel
-//! broadcasts one weight against `VR / lanes` vectors of x per step and accumulates `NR x VR`
-//! outputs in registers. Each weight is read and expanded once per product however many rows x
+//! broadcasts one weight against the vectors of x a block needs (up to `VR / lanes`) per step and
+//! accumulates `NR x VR` outputs in registers. Each weight is read and expanded once per product however many rows x
 //! has, every expansion reads contiguous memory, and no horizontal sums are needed. Variants
 //! (lanes, x vectors, weight rows): AVX-512 (16, 2, 6), AVX2+FMA (8, 2, 6), WebAssembly SIMD
-//! (4, 4, 2; fused multiply-add only with relaxed SIMD), portable (4, 2, 4); x86-64 picks at run time. The row
-//! sources are generic and inlined, so the expansion of blocks is compiled for the same target
+//! (4, 4, 2; fused multiply-add only with relaxed SIMD), portable (4, 2, 4); x86-64 picks at run time
+//! ([`Isa`]). The row sources are generic and inlined, so the expansion of blocks is compiled for the same target
 //! features as the kernel.
 
 /// Where the weight rows come from: `fill` writes rows `j0..j0 + nr` row-major into `tile`.
@@ -26,35 +26,69 @@ impl Rows for F32Rows<'_> {
     }
 }
 
-/// out[t, j] = Σ_k x[t, k] · W[j, k].
+/// The instruction sets the CPU kernels are written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    Portable,
+    Avx2,
+    Avx512,
+    Wasm,
+}
+
+impl Isa {
+    /// Whether this CPU (x86-64: checked at run time) or build (wasm: `simd128`) can run it.
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"),
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Wasm => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set this CPU or build can run, fastest first (the self-checks test each).
+    pub fn available() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2, Isa::Wasm, Isa::Portable].into_iter().filter(|i| i.supported()).collect()
+    }
+
+    /// The fastest one here.
+    pub fn best() -> Isa {
+        Isa::available()[0]
+    }
+}
+
+/// out[t, j] = Σ_k x[t, k] · W[j, k] on the fastest kernel here.
 #[inline(always)]
 pub fn gemm_nt<R: Rows>(x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
+    gemm_nt_on(Isa::best(), x, t, k, n, w, out)
+}
+
+/// [`gemm_nt`] on the kernel for `isa` (the portable one if this CPU cannot run it).
+#[inline(always)]
+pub fn gemm_nt_on<R: Rows>(isa: Isa, x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
     assert!(x.len() >= t * k && out.len() >= t * n);
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked above); sizes are checked above.
-            return unsafe { avx512::gemm(x, t, k, n, w, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            return unsafe { avx2::gemm(x, t, k, n, w, out) };
-        }
+    let isa = if isa.supported() { isa } else { Isa::Portable };
+    match isa {
+        // SAFETY (each arm): the CPU or build supports the instruction set (checked above), and
+        // the sizes are checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::gemm(x, t, k, n, w, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::gemm(x, t, k, n, w, out) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Wasm => unsafe { wasm::gemm(x, t, k, n, w, out) },
+        _ => unsafe { portable::gemm(x, t, k, n, w, out) },
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        // SAFETY: simd128 is enabled for the whole build (cfg above); sizes are checked above.
-        return unsafe { wasm::gemm(x, t, k, n, w, out) };
-    }
-    #[allow(unreachable_code)]
-    gemm_nt_portable(x, t, k, n, w, out)
 }
 
 /// The portable build (no target features), the yardstick of the tests.
 pub fn gemm_nt_portable<R: Rows>(x: &[f32], t: usize, k: usize, n: usize, w: &R, out: &mut [f32]) {
-    assert!(x.len() >= t * k && out.len() >= t * n);
-    // SAFETY: plain Rust; sizes are checked above.
-    unsafe { portable::gemm(x, t, k, n, w, out) }
+    gemm_nt_on(Isa::Portable, x, t, k, n, w, out)
 }
 
 /// out[t, j] = Σ_k x[t, k] · w[j, k] for f32 rows `w` [n, k].
@@ -63,10 +97,15 @@ pub fn matmul_nt(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: u
     gemm_nt(x, t, k, n, &F32Rows(w), out)
 }
 
+/// [`matmul_nt`] on the kernel for `isa`.
+pub fn matmul_nt_on(isa: Isa, x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
+    assert!(w.len() >= n * k);
+    gemm_nt_on(isa, x, t, k, n, &F32Rows(w), out)
+}
+
 /// [`matmul_nt`] on the portable kernel.
 pub fn matmul_nt_portable(x: &[f32], w: &[f32], out: &mut [f32], t: usize, k: usize, n: usize) {
-    assert!(w.len() >= n * k);
-    gemm_nt_portable(x, t, k, n, &F32Rows(w), out)
+    matmul_nt_on(Isa::Portable, x, w, out, t, k, n)
 }
 
 /// Generates `gemm(x, t, k, n, w, out)` for one target: vectors `$vt` of `$lanes` lanes, `$mv`
@@ -115,14 +154,15 @@ macro_rules! gemm_kernel {
                             }
                         };
                     }
+                    // (arms past NR are constant-false: not compiled into the build)
                     match nr {
                         1 => call!(1),
                         2 => call!(2),
-                        3 => call!(3),
-                        4 => call!(4),
-                        5 => call!(5),
-                        6 => call!(6),
-                        _ => unreachable!("at most 6 weight rows at a time"),
+                        3 if NR >= 3 => call!(3),
+                        4 if NR >= 4 => call!(4),
+                        5 if NR >= 5 => call!(5),
+                        6 if NR >= 6 => call!(6),
+                        _ => unreachable!("at most NR (≤ 6) weight rows at a time"),
                     }
                 }
                 j0 += nr;
@@ -263,13 +303,12 @@ mod tests {
             let x: Vec<f32> = (0..t * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..n * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
             let want = naive(&x, &w, t, k, n);
-            let mut got = vec![0.0; t * n];
-            matmul_nt(&x, &w, &mut got, t, k, n);
-            let mut port = vec![0.0; t * n];
-            matmul_nt_portable(&x, &w, &mut port, t, k, n);
-            for i in 0..t * n {
-                assert!((got[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()), "{t}x{k}x{n} at {i}: {} vs {}", got[i], want[i]);
-                assert!((port[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()));
+            for isa in Isa::available() {
+                let mut got = vec![0.0; t * n];
+                matmul_nt_on(isa, &x, &w, &mut got, t, k, n);
+                for i in 0..t * n {
+                    assert!((got[i] - want[i]).abs() <= 1e-4 * (1.0 + want[i].abs()), "{isa:?} {t}x{k}x{n} at {i}: {} vs {}", got[i], want[i]);
+                }
             }
         }
     }

@@ -446,7 +446,7 @@ impl Model {
         let ffn = self.config.ffn;
         let gu = layer.w_gate_up.forward(x);
         let hidden = match self.config.activation {
-            Activation::Silu => if std::env::var("OLDSILU").is_ok() { burn::tensor::activation::silu(gu.clone().narrow(1, 0, ffn)) * gu.narrow(1, ffn, ffn) } else { weights::silu_mul(gu) },
+            Activation::Silu => weights::silu_mul(gu),
             Activation::GeluTanh => gelu_tanh(gu.clone().narrow(1, 0, ffn)) * gu.narrow(1, ffn, ffn),
         };
         layer.w_down.forward(hidden)

@@ -16,10 +16,14 @@
 //!   each weight is decoded once per forward however long the prompt.
 //!
 //! The generic code is written for the compiler to vectorise; on x86-64 it is instantiated for
-//! AVX-512 and AVX2+FMA (chosen at run time), in wasm with SIMD128 (enabled for the whole build), and
-//! plain elsewhere. `tests` checks every variant against the portable one on random blocks.
+//! AVX-512 and AVX2+FMA (chosen at run time: [`Isa`]), in wasm with SIMD128 (enabled for the whole
+//! build), and plain elsewhere. Two hot parts are written out by hand: the tiled kernel's expansion
+//! of the 32-value block types ([`Expand`]: AVX-512, AVX2, wasm SIMD) and the fused kernel in wasm
+//! SIMD (`wasm_fused`). [`self_check`] tests every variant this CPU or build can run against the
+//! portable one on random blocks (natively in `cargo test`, in the browser worker in the e2e suite).
 
 use crate::gguf::GgmlType;
+use crate::linear::Isa;
 
 /// The block formats the kernels compute on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -144,6 +148,13 @@ pub fn dequant_row(ty: QType, row: &[u8], out: &mut [f32]) {
         QType::Q4K => row.chunks_exact(144).zip(out.chunks_exact_mut(256)).for_each(|(b, o)| q4k_block(b, o)),
         QType::Q6K => row.chunks_exact(210).zip(out.chunks_exact_mut(256)).for_each(|(b, o)| q6k_block(b, o)),
     }
+}
+
+/// [`dequant_row`] compiled on its own, without the caller's target features: the SIMD expanders'
+/// fallback for the block types they do not write out (see [`Expand`] for why that matters).
+#[inline(never)]
+fn dequant_row_plain(ty: QType, row: &[u8], out: &mut [f32]) {
+    dequant_row(ty, row, out)
 }
 
 /// Q5_0: `f16 d, u32 qh, u8 qs[16]`; value j = d·(5-bit q − 16), the fifth bit from qh.
@@ -303,21 +314,17 @@ unsafe fn expand_portable(ty: QType, row: &[u8], out: &mut [f32]) {
     dequant_row(ty, row, out)
 }
 
-/// The expander of this build's fast kernels.
-fn expander() -> Expand {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return x86::expand_avx512;
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return x86::expand_avx2;
-        }
+/// The expander for `isa` (the portable one where the CPU or build cannot run it).
+fn expander(isa: Isa) -> Expand {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if isa.supported() => x86::expand_avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if isa.supported() => x86::expand_avx2,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Wasm => wasm_fused::expand_row,
+        _ => expand_portable,
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return wasm_fused::expand_row;
-    #[allow(unreachable_code)]
-    expand_portable
 }
 
 /// Weight rows in blocks, expanded row by row for the tiled kernel.
@@ -333,19 +340,20 @@ impl crate::linear::Rows for BlockRows<'_> {
     fn fill(&self, j0: usize, nr: usize, k: usize, tile: &mut [f32]) {
         for r in 0..nr {
             let j = j0 + r;
-            // SAFETY: `expand` comes from `expander()`, which checked the CPU's features (or the
+            // SAFETY: `expand` comes from `expander`, which checked the CPU's features (or the
             // build's, in wasm), or is the portable one.
             unsafe { (self.expand)(self.ty, &self.w[j * self.rb..(j + 1) * self.rb], &mut tile[r * k..(r + 1) * k]) };
         }
     }
 }
 
-/// out[t, j] = Σ_k x[t, k] · W[j, k] for `x` [t, k] (f32) and W [n, k] in blocks of `ty`.
+/// out[t, j] = Σ_k x[t, k] · W[j, k] for `x` [t, k] (f32) and W [n, k] in blocks of `ty`, on the
+/// kernels for `isa` (the x86 ones call this inside functions compiled for their features).
 #[inline(always)]
-fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32], portable: bool) {
+fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32], isa: Isa) {
     let rb = ty.row_bytes(k);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if !portable && t < TILED_FROM_ROWS && wasm_fused::matmul(x, t, k, w, ty, n, out) {
+    if isa == Isa::Wasm && t < TILED_FROM_ROWS && wasm_fused::matmul(x, t, k, w, ty, n, out) {
         return;
     }
     if t < TILED_FROM_ROWS {
@@ -359,12 +367,8 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
         return;
     }
     // Tiled: a few rows at a time are expanded for the f32 kernel (each weight decoded once).
-    let rows = BlockRows { w, ty, rb, expand: if portable { expand_portable } else { expander() } };
-    if portable {
-        crate::linear::gemm_nt_portable(x, t, k, n, &rows, out)
-    } else {
-        crate::linear::gemm_nt(x, t, k, n, &rows, out)
-    }
+    let rows = BlockRows { w, ty, rb, expand: expander(isa) };
+    crate::linear::gemm_nt_on(isa, x, t, k, n, &rows, out)
 }
 
 /// The fused kernel written out in WebAssembly SIMD for the 32-value block types (Q4_0, Q4_1, Q8_0:
@@ -407,6 +411,7 @@ mod wasm_fused {
     /// The 32 weights of one block, in order, as eight vectors of four.
     #[inline(always)]
     unsafe fn expand(ty: QType, b: *const u8) -> [v128; 8] {
+        debug_assert!(matches!(ty, QType::Q4_0 | QType::Q4_1 | QType::Q8_0));
         let d = f32x4_splat(f16_to_f32(*b, *b.add(1)));
         let mut q = [f32x4_splat(0.0); 8];
         match ty {
@@ -426,13 +431,14 @@ mod wasm_fused {
                     q[i] = f32x4_mul(f32x4_convert_i32x4(u), d);
                 }
             }
-            _ => {
-                // Q8_0: 32 signed bytes
+            QType::Q8_0 => {
+                // 32 signed bytes
                 let (a, c) = (v128_load(b.add(2) as *const v128), v128_load(b.add(18) as *const v128));
                 for (i, u) in widen_i8(a).into_iter().chain(widen_i8(c)).enumerate() {
                     q[i] = f32x4_mul(f32x4_convert_i32x4(u), d);
                 }
             }
+            _ => unreachable!("only the 32-value block types Q4_0, Q4_1 and Q8_0 are written out"),
         }
         q
     }
@@ -526,32 +532,30 @@ fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f3
 
 /// out[t, j] = Σ_k x[t, k] · W[j, k], W [n, k] in blocks of `ty` (k a multiple of the block size).
 pub fn matmul_nt_q(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    matmul_nt_q_on(Isa::best(), x, t, k, w, ty, n, out)
+}
+
+/// [`matmul_nt_q`] on the kernels for `isa` (the portable ones where this CPU cannot run it).
+pub fn matmul_nt_q_on(isa: Isa, x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
     check(x, t, k, w, ty, n, out)?;
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked above); sizes were checked above.
-            unsafe { x86::matmul_nt_q_avx512(x, t, k, w, ty, n, out) };
-            return Ok(());
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            unsafe { x86::matmul_nt_q_avx2(x, t, k, w, ty, n, out) };
-            return Ok(());
-        }
+    let isa = if isa.supported() { isa } else { Isa::Portable };
+    match isa {
+        // SAFETY: the CPU supports the instruction set (checked above); sizes were checked above.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { x86::matmul_nt_q_avx512(x, t, k, w, ty, n, out) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { x86::matmul_nt_q_avx2(x, t, k, w, ty, n, out) },
+        _ => matmul_nt_q_generic(x, t, k, w, ty, n, out, isa),
     }
-    matmul_nt_q_generic(x, t, k, w, ty, n, out, false);
     Ok(())
 }
 
 /// The portable build of the kernel (no target features), the yardstick of the tests.
 pub fn matmul_nt_q_portable(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
-    check(x, t, k, w, ty, n, out)?;
-    matmul_nt_q_generic(x, t, k, w, ty, n, out, true);
-    Ok(())
+    matmul_nt_q_on(Isa::Portable, x, t, k, w, ty, n, out)
 }
 
-    /// Random blocks of `ty` with small, realistic f16 scales (every other byte random): for the tests
+/// Random blocks of `ty` with small, realistic f16 scales (every other byte random): for the tests
 /// and [`self_check`].
 pub fn random_rows(ty: QType, n: usize, k: usize, seed: u64) -> Vec<u8> {
     let mut s = seed;
@@ -581,9 +585,10 @@ pub fn random_rows(ty: QType, n: usize, k: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-/// This build's kernels (the SIMD ones it was compiled with) and the portable build, each against
-/// the f32 product of the expanded blocks (and the fast kernels' own expansion against
-/// [`dequant_row`], bit for bit), for every block type on random blocks and edge shapes
+/// Every kernel this CPU or build can run ([`Isa::available`]: AVX-512, AVX2 and portable on an
+/// AVX-512 machine; WebAssembly SIMD and portable in the browser), each against the portable f32
+/// product of the expanded blocks (and each tiled kernel's own expansion against [`dequant_row`],
+/// bit for bit), for every block type on random blocks and edge shapes
 /// (1–3 input rows: the fused kernel; more: the tiled one; ragged tiles). Returns the number of
 /// cases and a line for each one off by more than 2e-5 of its largest output. The native tests
 /// assert it; the browser worker runs it on request (the e2e suite), where the WebAssembly kernels
@@ -603,25 +608,24 @@ pub fn self_check() -> (usize, Vec<String>) {
             dequant_rows(&w, ty, n, k, &(0..n as u32).collect::<Vec<_>>(), &mut dense);
             let mut want = vec![0.0; t * n];
             crate::linear::matmul_nt_portable(&x, &dense, &mut want, t, k, n);
-            let (mut port, mut fast) = (vec![0.0; t * n], vec![0.0; t * n]);
-            let ran = matmul_nt_q_portable(&x, t, k, &w, ty, n, &mut port).and_then(|_| matmul_nt_q(&x, t, k, &w, ty, n, &mut fast));
-            if let Err(e) = ran {
-                failures.push(format!("{ty:?} {t}x{k}x{n}: {e}"));
-                continue;
-            }
-            // the fast kernels' expansion gives dequant_row's values bit for bit
-            let mut expanded = vec![0.0; n * k];
-            for (row, o) in w.chunks_exact(ty.row_bytes(k)).zip(expanded.chunks_exact_mut(k)) {
-                // SAFETY: `expander()` picks what this CPU (or build) supports.
-                unsafe { expander()(ty, row, o) };
-            }
-            if let Some(i) = (0..n * k).find(|&i| expanded[i].to_bits() != dense[i].to_bits() && !(expanded[i].is_nan() && dense[i].is_nan())) {
-                failures.push(format!("{ty:?} {t}x{k}x{n} expansion at {i}: {} vs {}", expanded[i], dense[i]));
-            }
             let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            for (name, got) in [("portable", &port), ("fast", &fast)] {
+            for isa in Isa::available() {
+                let mut got = vec![0.0; t * n];
+                if let Err(e) = matmul_nt_q_on(isa, &x, t, k, &w, ty, n, &mut got) {
+                    failures.push(format!("{isa:?} {ty:?} {t}x{k}x{n}: {e}"));
+                    continue;
+                }
                 if let Some(i) = (0..t * n).find(|&i| !((got[i] - want[i]).abs() <= 2e-5 * scale)) {
-                    failures.push(format!("{ty:?} {t}x{k}x{n} {name} at {i}: {} vs {}", got[i], want[i]));
+                    failures.push(format!("{isa:?} {ty:?} {t}x{k}x{n} product at {i}: {} vs {}", got[i], want[i]));
+                }
+                // the tiled kernel's expansion gives dequant_row's values bit for bit
+                let mut expanded = vec![0.0; n * k];
+                for (row, o) in w.chunks_exact(ty.row_bytes(k)).zip(expanded.chunks_exact_mut(k)) {
+                    // SAFETY: `expander` checks that this CPU (or build) supports `isa`.
+                    unsafe { expander(isa)(ty, row, o) };
+                }
+                if let Some(i) = (0..n * k).find(|&i| expanded[i].to_bits() != dense[i].to_bits() && !(expanded[i].is_nan() && dense[i].is_nan())) {
+                    failures.push(format!("{isa:?} {ty:?} {t}x{k}x{n} expansion at {i}: {} vs {}", expanded[i], dense[i]));
                 }
             }
         }
@@ -631,17 +635,17 @@ pub fn self_check() -> (usize, Vec<String>) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{dequant_row, f16_to_f32, matmul_nt_q_generic, QType};
+    use super::{dequant_row_plain as dequant_row, f16_to_f32, matmul_nt_q_generic, Isa, QType};
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn matmul_nt_q_avx2(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
-        matmul_nt_q_generic(x, t, k, w, ty, n, out, false)
+        matmul_nt_q_generic(x, t, k, w, ty, n, out, Isa::Avx2)
     }
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn matmul_nt_q_avx512(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
-        matmul_nt_q_generic(x, t, k, w, ty, n, out, false)
+        matmul_nt_q_generic(x, t, k, w, ty, n, out, Isa::Avx512)
     }
 
     /// [`dequant_row`] with Q4_0, Q4_1 and Q8_0 in AVX-512: 16 values per instruction (`q·d` is
@@ -685,10 +689,8 @@ mod x86 {
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn expand_avx2(ty: QType, row: &[u8], out: &mut [f32]) {
         let (_, bb) = ty.block();
-        // 8 bytes (the low half of `v`) as 8 f32
-        unsafe fn eight(v: __m128i, signed: bool) -> __m256 {
-            _mm256_cvtepi32_ps(if signed { _mm256_cvtepi8_epi32(v) } else { _mm256_cvtepu8_epi32(v) })
-        }
+        // 8 bytes (the low half of `v`) as 8 f32 (a closure: it is compiled with this function's features)
+        let eight = |v: __m128i, signed: bool| _mm256_cvtepi32_ps(if signed { _mm256_cvtepi8_epi32(v) } else { _mm256_cvtepu8_epi32(v) });
         match ty {
             QType::Q4_0 | QType::Q4_1 => {
                 let nib = _mm_set1_epi8(15);

@@ -7,8 +7,8 @@
 //! so a model takes about its file's size in memory, not four times it. The products run through a
 //! burn backend extension with one implementation per backend:
 //! * CPU (`flex`): [`crate::quant`]'s block kernels, [`crate::linear`]'s f32 kernel and
-//!   [`crate::vmath`]'s vectorised `exp` (burn's CPU backend calls the runtime's scalar `expf`, three
-//!   times per SiLU value, and multiplies the attention's small matrices without SIMD in wasm);
+//!   [`crate::vmath`]'s vectorised `exp` (burn's CPU backend calls the runtime's scalar `expf` for
+//!   each SiLU and softmax value, and multiplies the attention's small matrices without SIMD in wasm);
 //! * WebGPU (`Cube`): kernels that read the blocks and expand them inside the product
 //!   ([`crate::gpu`]); dense weights use burn's matmul.
 
@@ -141,7 +141,7 @@ mod flex_impl {
             let shape = gate_up.layout().shape().clone();
             let x = contiguous(gate_up);
             match x.as_slice::<f32>() {
-                Some(xd) if shape.num_dims() == 2 && shape[1] % 2 == 0 => {
+                Some(xd) if shape.num_dims() == 2 && shape[1] % 2 == 0 && shape[1] > 0 => {
                     let f = shape[1] / 2;
                     let mut out = vec![0.0f32; shape[0] * f];
                     for (row, o) in xd.chunks_exact(2 * f).zip(out.chunks_exact_mut(f)) {
@@ -155,7 +155,7 @@ mod flex_impl {
 
         fn attention_pattern(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, scale: f32) -> FloatTensor<Self> {
             let (qs, ks, ms) = (q.layout().shape().clone(), k.layout().shape().clone(), mask.layout().shape().clone());
-            let fits = qs.num_dims() == 3 && ks.num_dims() == 3 && ms.num_dims() == 3 && qs[0] == ks[0] && qs[2] == ks[2] && ms[0] == 1 && ms[1] == qs[1] && ms[2] == ks[1];
+            let fits = qs.num_dims() == 3 && ks.num_dims() == 3 && ms.num_dims() == 3 && qs[0] == ks[0] && qs[2] == ks[2] && ms[0] == 1 && ms[1] == qs[1] && ms[2] == ks[1] && qs.num_elements() > 0 && ks.num_elements() > 0;
             let (q, k, mask) = (contiguous(q), contiguous(k), contiguous(mask));
             let (Some(qd), Some(kd), Some(md), true) = (q.as_slice::<f32>(), k.as_slice::<f32>(), mask.as_slice::<f32>(), fits) else {
                 return super::generic::attention_pattern::<Self>(q, k, mask, scale);
@@ -174,7 +174,7 @@ mod flex_impl {
 
         fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
             let (as_, bs) = (a.layout().shape().clone(), b.layout().shape().clone());
-            let fits = as_.num_dims() == 3 && bs.num_dims() == 3 && as_[0] == bs[0] && as_[2] == bs[1];
+            let fits = as_.num_dims() == 3 && bs.num_dims() == 3 && as_[0] == bs[0] && as_[2] == bs[1] && as_.num_elements() > 0 && bs.num_elements() > 0;
             let (a, b) = (contiguous(a), contiguous(b));
             let (Some(ad), Some(bd), true) = (a.as_slice::<f32>(), b.as_slice::<f32>(), fits) else {
                 return super::generic::bmatmul::<Self>(a, b);

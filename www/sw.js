@@ -4,7 +4,7 @@
 // handled here: the Web Worker keeps it in Cache Storage itself (src/web/fetch.rs).
 
 const CACHE = "sinkscope-page-v2";
-// Which worker build the page uses (sw.js?w=sinkscope or ?w=sinkscope-webgpu).
+// Which worker build the page uses (sw.js?w=sinkscope, ?w=sinkscope-relaxed or ?w=sinkscope-webgpu).
 const WORKER = new URL(self.location.href).searchParams.get("w") || "sinkscope";
 
 // The files a first visit has already loaded before this worker starts: the page's, and those of the

@@ -39,6 +39,7 @@ for (const backend of gpuRuns > 0 ? ["cpu", "cpu-plain", "webgpu"] : ["cpu", "cp
   if (backend === "cpu-plain") await context.addInitScript(() => { window.sinkscopePlainSimd = true; });
   const page = await context.newPage();
   let t0 = Date.now();
+  const wasmFile = page.waitForResponse((r) => r.url().endsWith("_bg.wasm")).then((r) => r.url().split("/").pop());
   await page.goto(link(base, P16[0], backend === "webgpu" ? "webgpu" : "cpu"));
   await waitReady(page, 1_800_000);
   const coldMs = Date.now() - t0;
@@ -77,7 +78,7 @@ for (const backend of gpuRuns > 0 ? ["cpu", "cpu-plain", "webgpu"] : ["cpu", "cp
   }
   const wasmMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.wasmMemory));
   const gpu = (await page.$eval("[data-testid=status]", (s) => s.dataset.gpuBuffers)).split(" ").map(Number);
-  rows.push({ backend, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
+  rows.push({ backend, wasm: await wasmFile, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
   console.log(JSON.stringify(rows[rows.length - 1]));
   await close();
 }
@@ -85,5 +86,5 @@ await server.close();
 console.log("\n| backend (runs) | open→first picture, model downloaded | open→first picture, model cached | forward T=16 | analysis T=16 | forward T=64 | analysis T=64 | one more word: keystroke→picture (incl. 250 ms debounce) | its forward | wasm memory after the runs |");
 console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
-  console.log(`| ${r.backend} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB${r.gpuBuffersMB ? `; GPU buffers ${r.gpuBuffersMB[0].toFixed(0)} MB live, ${r.gpuBuffersMB[1].toFixed(0)} MB peak` : ""} |`);
+  console.log(`| ${r.backend}: ${r.wasm} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB${r.gpuBuffersMB ? `; GPU buffers ${r.gpuBuffersMB[0].toFixed(0)} MB live, ${r.gpuBuffersMB[1].toFixed(0)} MB peak` : ""} |`);
 }
