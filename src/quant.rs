@@ -152,6 +152,7 @@ pub fn dequant_row(ty: QType, row: &[u8], out: &mut [f32]) {
 
 /// [`dequant_row`] compiled on its own, without the caller's target features: the SIMD expanders'
 /// fallback for the block types they do not write out (see [`Expand`] for why that matters).
+#[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn dequant_row_plain(ty: QType, row: &[u8], out: &mut [f32]) {
     dequant_row(ty, row, out)
