@@ -51,14 +51,16 @@ impl Isa {
         }
     }
 
+    const FASTEST_FIRST: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Wasm, Isa::Portable];
+
     /// Every instruction set this CPU or build can run, fastest first (the self-checks test each).
     pub fn available() -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2, Isa::Wasm, Isa::Portable].into_iter().filter(|i| i.supported()).collect()
+        Isa::FASTEST_FIRST.into_iter().filter(|i| i.supported()).collect()
     }
 
-    /// The fastest one here.
+    /// The fastest one here (asked once per product: no allocation).
     pub fn best() -> Isa {
-        Isa::available()[0]
+        Isa::FASTEST_FIRST.into_iter().find(|i| i.supported()).unwrap_or(Isa::Portable)
     }
 }
 
