@@ -373,12 +373,24 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
 }
 
 /// The fused kernel written out in WebAssembly SIMD for the 32-value block types (Q4_0, Q4_1, Q8_0:
-/// SmolLM2's layers and its output head). LLVM's vectorisation of [`dot_row`] widens the bytes one
-/// lane at a time; here a block's 16 or 32 bytes are widened with whole-vector extends (8 vectors of
-/// 4 weights), expanded to exactly [`dequant_row`]'s values (`q·d` is exact in f32: at most 8 + 11
-/// significant bits, so a fused `q·d + m` rounds once, as the separate add does) and multiplied
-/// into up to three input rows at once, so each block is expanded once per product. Measured in
-/// V8 (node --no-liftoff, one input row): Q4_1 3.4 → 4.5 GMAC/s (5.1 with relaxed FMA), Q8_0 4.6 → 5.4.
+/// SmolLM2's layers and its output head), and the tiled kernel's expansion of them. LLVM's
+/// vectorisation of [`dot_row`] widens the bytes one lane at a time; here a block's 16 or 32 bytes
+/// are widened with whole-vector extends (8 vectors of 4 weights) and multiplied into up to three
+/// input rows at once, so each block is decoded once per product. Three choices, each measured in
+/// V8 (node --no-liftoff, one input row, relaxed SIMD; see the README):
+/// * the f16 scales of a row are converted four blocks at a time into a small buffer ([`f16x4`]):
+///   one by one in scalar code they took about a quarter of the kernel (Q4_1 4.8 → 6.0 GMAC/s);
+/// * the kernel is instantiated per block type, so no `match` stays in the inner loop;
+/// * Q4_1 weights are expanded to exactly [`dequant_row`]'s values before the multiply (`q·d` is
+///   exact in f32: at most 8 + 11 significant bits, so a fused `q·d + m` rounds once, as the
+///   separate add does). For the symmetric types (Q4_0, Q8_0) the scale is applied once per block
+///   to `Σ q·x` instead (Q8_0 5.8 → 6.8 GMAC/s): the same numbers up to rounding. Factoring Q4_1's
+///   minimum out as well (`m·Σ x`) is not done: the two large terms cancel on the model's massive
+///   activations, and the result drifted from the tiled kernel's beyond the incremental-forward
+///   test's bound.
+///
+/// Tried and slower in V8: byte shuffles (`i8x16.swizzle`) instead of the extends; two weight rows
+/// per pass sharing the loads of `x` (register spills).
 /// With the `relaxed-simd` target feature (the second CPU build, `scripts/build-web.sh`) the
 /// multiply-adds are fused where the CPU has FMA.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -409,74 +421,149 @@ mod wasm_fused {
         [i32x4_extend_low_i16x8(lo), i32x4_extend_high_i16x8(lo), i32x4_extend_low_i16x8(hi), i32x4_extend_high_i16x8(hi)]
     }
 
-    /// The 32 weights of one block, in order, as eight vectors of four.
+    /// Four f16 values (the low 16 bits of each u32 lane) as f32, exactly: the magnitude's bits
+    /// shifted into an f32's place are the value times 2^-112 (normals and subnormals alike), so one
+    /// multiply by 2^112 finishes it; infinities and NaNs are patched in.
     #[inline(always)]
-    unsafe fn expand(ty: QType, b: *const u8) -> [v128; 8] {
-        debug_assert!(matches!(ty, QType::Q4_0 | QType::Q4_1 | QType::Q8_0));
-        let d = f32x4_splat(f16_to_f32(*b, *b.add(1)));
+    fn f16x4(h: v128) -> v128 {
+        let mag = v128_and(h, u32x4_splat(0x7fff));
+        let bits = i32x4_shl(mag, 13);
+        let finite = f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
+        let special = v128_or(bits, u32x4_splat(0x7f80_0000));
+        let v = v128_bitselect(special, finite, i32x4_ge(mag, i32x4_splat(0x7c00)));
+        v128_or(v, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+    }
+
+    /// Blocks per pass: the scales of this many blocks are converted into a stack buffer first.
+    const CHUNK: usize = 64;
+
+    /// The scales `d` (and for Q4_1 the minimums `m`; the first two f16 after it otherwise, unused)
+    /// of the `cn` ≤ [`CHUNK`] blocks from `b` on, `bb` bytes apart.
+    #[inline(always)]
+    unsafe fn scales(b: *const u8, bb: usize, cn: usize, ds: &mut [f32; CHUNK], ms: &mut [f32; CHUNK]) {
+        let mut i = 0;
+        while i + 4 <= cn {
+            let p = b.add(i * bb);
+            let v = v128_load32_zero(p as *const u32);
+            let v = v128_load32_lane::<1>(v, p.add(bb) as *const u32);
+            let v = v128_load32_lane::<2>(v, p.add(2 * bb) as *const u32);
+            let v = v128_load32_lane::<3>(v, p.add(3 * bb) as *const u32);
+            v128_store(ds.as_mut_ptr().add(i) as *mut v128, f16x4(v128_and(v, u32x4_splat(0xffff))));
+            v128_store(ms.as_mut_ptr().add(i) as *mut v128, f16x4(u32x4_shr(v, 16)));
+            i += 4;
+        }
+        for i in i..cn {
+            let p = b.add(i * bb);
+            ds[i] = f16_to_f32(*p, *p.add(1));
+            ms[i] = f16_to_f32(*p.add(2), *p.add(3));
+        }
+    }
+
+    /// The 32 weights of a block as eight vectors of four, in order: Q4_1's values `q·d + m`
+    /// (`d` and `m` splats), and the signed integers `q` of Q4_0 and Q8_0 (their scale not applied).
+    #[inline(always)]
+    unsafe fn decode<const Q: u32>(b: *const u8, d: v128, m: v128) -> [v128; 8] {
         let mut q = [f32x4_splat(0.0); 8];
-        match ty {
-            QType::Q4_1 => {
-                let m = f32x4_splat(f16_to_f32(*b.add(2), *b.add(3)));
-                let v = v128_load(b.add(4) as *const v128);
-                let (lo, hi) = (v128_and(v, u8x16_splat(15)), u8x16_shr(v, 4));
-                for (i, u) in widen_u8(lo).into_iter().chain(widen_u8(hi)).enumerate() {
-                    q[i] = madd(f32x4_convert_i32x4(u), d, m); // small non-negative: the signed conversion (one instruction on x86; the unsigned one is emulated)
-                }
+        if Q == Q4_1 {
+            let v = v128_load(b.add(4) as *const v128);
+            let (lo, hi) = (v128_and(v, u8x16_splat(15)), u8x16_shr(v, 4));
+            for (i, u) in widen_u8(lo).into_iter().chain(widen_u8(hi)).enumerate() {
+                // small non-negative: the signed conversion (one instruction on x86; the unsigned one is emulated)
+                q[i] = madd(f32x4_convert_i32x4(u), d, m);
             }
-            QType::Q4_0 => {
+            return q;
+        }
+        let (a, c) = match Q {
+            Q4_0 => {
                 let v = v128_load(b.add(2) as *const v128);
                 let eight = i8x16_splat(8);
-                let (lo, hi) = (i8x16_sub(v128_and(v, u8x16_splat(15)), eight), i8x16_sub(u8x16_shr(v, 4), eight));
-                for (i, u) in widen_i8(lo).into_iter().chain(widen_i8(hi)).enumerate() {
-                    q[i] = f32x4_mul(f32x4_convert_i32x4(u), d);
-                }
+                (i8x16_sub(v128_and(v, u8x16_splat(15)), eight), i8x16_sub(u8x16_shr(v, 4), eight))
             }
-            QType::Q8_0 => {
-                // 32 signed bytes
-                let (a, c) = (v128_load(b.add(2) as *const v128), v128_load(b.add(18) as *const v128));
-                for (i, u) in widen_i8(a).into_iter().chain(widen_i8(c)).enumerate() {
-                    q[i] = f32x4_mul(f32x4_convert_i32x4(u), d);
-                }
-            }
-            _ => unreachable!("only the 32-value block types Q4_0, Q4_1 and Q8_0 are written out"),
+            _ => (v128_load(b.add(2) as *const v128), v128_load(b.add(18) as *const v128)),
+        };
+        for (i, u) in widen_i8(a).into_iter().chain(widen_i8(c)).enumerate() {
+            q[i] = f32x4_convert_i32x4(u);
         }
         q
     }
 
-    /// [`super::dequant_row`] with Q4_0, Q4_1 and Q8_0 in WebAssembly SIMD (the same values).
-    pub unsafe fn expand_row(ty: QType, row: &[u8], out: &mut [f32]) {
-        if !matches!(ty, QType::Q4_0 | QType::Q4_1 | QType::Q8_0) {
-            return super::dequant_row(ty, row, out);
-        }
-        let (_, bb) = ty.block();
-        for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
-            for (g, q) in expand(ty, b.as_ptr()).into_iter().enumerate() {
-                v128_store(o.as_mut_ptr().add(4 * g) as *mut v128, q);
+    const Q4_0: u32 = 2;
+    const Q4_1: u32 = 3;
+    const Q8_0: u32 = 8;
+
+    /// One block's product with each of the `T` input rows (x: the block's first value in row 0),
+    /// added to the accumulators: `Σ w·x` for Q4_1, `d · Σ q·x` for the symmetric types.
+    #[inline(always)]
+    unsafe fn mac<const T: usize, const Q: u32>(q: &[v128; 8], d: v128, x: *const f32, k: usize, acc: &mut [[v128; 4]; T]) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let xs = x.add(r * k);
+            let ld = |g: usize| v128_load(xs.add(4 * g) as *const v128);
+            if Q == Q4_1 {
+                for g in 0..8 {
+                    a[g % 4] = madd(q[g], ld(g), a[g % 4]);
+                }
+            } else {
+                let (mut s0, mut s1) = (f32x4_mul(q[0], ld(0)), f32x4_mul(q[1], ld(1)));
+                for g in (2..8).step_by(2) {
+                    s0 = madd(q[g], ld(g), s0);
+                    s1 = madd(q[g + 1], ld(g + 1), s1);
+                }
+                a[0] = madd(f32x4_add(s0, s1), d, a[0]);
             }
         }
     }
 
-    /// out[i, j] for the `T` rows of x against every weight row j.
+    /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`.
     #[inline(always)]
-    unsafe fn rows<const T: usize>(x: &[f32], k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
-        let (_, bb) = ty.block();
-        let rb = k / 32 * bb;
+    unsafe fn rows<const T: usize, const Q: u32>(x: &[f32], k: usize, w: &[u8], n: usize, out: &mut [f32]) {
+        let bb = if Q == Q8_0 { 34 } else if Q == Q4_1 { 20 } else { 18 };
+        let (nb, rb) = (k / 32, k / 32 * bb);
+        let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
         for j in 0..n {
             let mut acc = [[f32x4_splat(0.0); 4]; T];
             let wr = w.as_ptr().add(j * rb);
-            for blk in 0..k / 32 {
-                let q = expand(ty, wr.add(blk * bb));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let xs = x.as_ptr().add(r * k + blk * 32);
-                    for g in 0..8 {
-                        a[g % 4] = madd(q[g], v128_load(xs.add(4 * g) as *const v128), a[g % 4]);
-                    }
+            for c0 in (0..nb).step_by(CHUNK) {
+                let cn = (nb - c0).min(CHUNK);
+                scales(wr.add(c0 * bb), bb, cn, &mut ds, &mut ms);
+                for i in 0..cn {
+                    let (d, m) = (v128_load32_splat(ds.as_ptr().add(i) as *const u32), v128_load32_splat(ms.as_ptr().add(i) as *const u32));
+                    let q = decode::<Q>(wr.add((c0 + i) * bb), d, m);
+                    mac::<T, Q>(&q, d, x.as_ptr().add((c0 + i) * 32), k, &mut acc);
                 }
             }
             for (r, a) in acc.iter().enumerate() {
                 let s = f32x4_add(f32x4_add(a[0], a[2]), f32x4_add(a[1], a[3]));
                 *out.get_unchecked_mut(r * n + j) = (f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<2>(s)) + (f32x4_extract_lane::<1>(s) + f32x4_extract_lane::<3>(s));
+            }
+        }
+    }
+
+    /// [`super::dequant_row`] with Q4_0, Q4_1 and Q8_0 in WebAssembly SIMD (the same values, bit
+    /// for bit: `q · d` is one rounding, as there).
+    pub unsafe fn expand_row(ty: QType, row: &[u8], out: &mut [f32]) {
+        match ty {
+            QType::Q4_0 => expand_row_q::<Q4_0>(row, out),
+            QType::Q4_1 => expand_row_q::<Q4_1>(row, out),
+            QType::Q8_0 => expand_row_q::<Q8_0>(row, out),
+            _ => super::dequant_row(ty, row, out),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn expand_row_q<const Q: u32>(row: &[u8], out: &mut [f32]) {
+        let bb = if Q == Q8_0 { 34 } else if Q == Q4_1 { 20 } else { 18 };
+        let nb = (row.len() / bb).min(out.len() / 32);
+        let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
+        for c0 in (0..nb).step_by(CHUNK) {
+            let cn = (nb - c0).min(CHUNK);
+            scales(row.as_ptr().add(c0 * bb), bb, cn, &mut ds, &mut ms);
+            for i in 0..cn {
+                let (d, m) = (v128_load32_splat(ds.as_ptr().add(i) as *const u32), v128_load32_splat(ms.as_ptr().add(i) as *const u32));
+                let o = out.as_mut_ptr().add((c0 + i) * 32);
+                for (g, q) in decode::<Q>(row.as_ptr().add((c0 + i) * bb), d, m).into_iter().enumerate() {
+                    let v = if Q == Q4_1 { q } else { f32x4_mul(q, d) };
+                    v128_store(o.add(4 * g) as *mut v128, v);
+                }
             }
         }
     }
@@ -490,10 +577,16 @@ mod wasm_fused {
         // SAFETY: sizes are checked above (every load stays inside x's t rows and w's n rows);
         // simd128 is enabled for the whole build.
         unsafe {
-            match t {
-                1 => rows::<1>(x, k, w, ty, n, out),
-                2 => rows::<2>(x, k, w, ty, n, out),
-                3 => rows::<3>(x, k, w, ty, n, out),
+            match (t, ty) {
+                (1, QType::Q4_0) => rows::<1, Q4_0>(x, k, w, n, out),
+                (1, QType::Q4_1) => rows::<1, Q4_1>(x, k, w, n, out),
+                (1, _) => rows::<1, Q8_0>(x, k, w, n, out),
+                (2, QType::Q4_0) => rows::<2, Q4_0>(x, k, w, n, out),
+                (2, QType::Q4_1) => rows::<2, Q4_1>(x, k, w, n, out),
+                (2, _) => rows::<2, Q8_0>(x, k, w, n, out),
+                (3, QType::Q4_0) => rows::<3, Q4_0>(x, k, w, n, out),
+                (3, QType::Q4_1) => rows::<3, Q4_1>(x, k, w, n, out),
+                (3, _) => rows::<3, Q8_0>(x, k, w, n, out),
                 _ => return false,
             }
         }
@@ -636,34 +729,41 @@ pub fn self_check() -> (usize, Vec<String>) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{dequant_row_plain as dequant_row, f16_to_f32, matmul_nt_q_generic, Isa, QType};
+    use super::{dequant_row_plain as dequant_row, matmul_nt_q_generic, Isa, QType};
     use std::arch::x86_64::*;
 
-    #[target_feature(enable = "avx2,fma")]
+    /// The f16 at `b[i..i + 2]` as f32 with F16C's conversion (exact, like [`super::f16_to_f32`];
+    /// a quarter of the expansion's time in scalar code).
+    #[inline(always)]
+    unsafe fn half(b: &[u8], i: usize) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([b[i], b[i + 1]]) as i32)))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn matmul_nt_q_avx2(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
         matmul_nt_q_generic(x, t, k, w, ty, n, out, Isa::Avx2)
     }
 
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn matmul_nt_q_avx512(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) {
         matmul_nt_q_generic(x, t, k, w, ty, n, out, Isa::Avx512)
     }
 
     /// [`dequant_row`] with Q4_0, Q4_1 and Q8_0 in AVX-512: 16 values per instruction (`q·d` is
     /// exact, so `q·d + m` fused rounds once, as ggml's separate add does).
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,f16c")]
     pub unsafe fn expand_avx512(ty: QType, row: &[u8], out: &mut [f32]) {
         let (_, bb) = ty.block();
         match ty {
             QType::Q4_0 | QType::Q4_1 => {
                 let nib = _mm_set1_epi8(15);
                 for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
-                    let d = _mm512_set1_ps(f16_to_f32(b[0], b[1]));
+                    let d = _mm512_set1_ps(half(b, 0));
                     let v = _mm_loadu_si128(b.as_ptr().add(bb - 16) as *const __m128i);
                     let lo = _mm512_cvtepu8_epi32(_mm_and_si128(v, nib));
                     let hi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), nib));
                     let (lo, hi) = if ty == QType::Q4_1 {
-                        let m = _mm512_set1_ps(f16_to_f32(b[2], b[3]));
+                        let m = _mm512_set1_ps(half(b, 2));
                         (_mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), d, m), _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), d, m))
                     } else {
                         let eight = _mm512_set1_epi32(8);
@@ -675,7 +775,7 @@ mod x86 {
             }
             QType::Q8_0 => {
                 for (b, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
-                    let d = _mm512_set1_ps(f16_to_f32(b[0], b[1]));
+                    let d = _mm512_set1_ps(half(b, 0));
                     for h in 0..2 {
                         let v = _mm_loadu_si128(b.as_ptr().add(2 + 16 * h) as *const __m128i);
                         _mm512_storeu_ps(o.as_mut_ptr().add(16 * h), _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v)), d));
@@ -687,7 +787,7 @@ mod x86 {
     }
 
     /// [`expand_avx512`] in AVX2: 8 values per instruction.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn expand_avx2(ty: QType, row: &[u8], out: &mut [f32]) {
         let (_, bb) = ty.block();
         // 8 bytes (the low half of `v`) as 8 f32 (a closure: it is compiled with this function's features)
@@ -696,11 +796,11 @@ mod x86 {
             QType::Q4_0 | QType::Q4_1 => {
                 let nib = _mm_set1_epi8(15);
                 for (b, o) in row.chunks_exact(bb).zip(out.chunks_exact_mut(32)) {
-                    let d = _mm256_set1_ps(f16_to_f32(b[0], b[1]));
+                    let d = _mm256_set1_ps(half(b, 0));
                     let v = _mm_loadu_si128(b.as_ptr().add(bb - 16) as *const __m128i);
                     let (lo, hi) = (_mm_and_si128(v, nib), _mm_and_si128(_mm_srli_epi16(v, 4), nib));
                     let (lo, hi, m) = if ty == QType::Q4_1 {
-                        (lo, hi, _mm256_set1_ps(f16_to_f32(b[2], b[3])))
+                        (lo, hi, _mm256_set1_ps(half(b, 2)))
                     } else {
                         (_mm_sub_epi8(lo, _mm_set1_epi8(8)), _mm_sub_epi8(hi, _mm_set1_epi8(8)), _mm256_setzero_ps())
                     };
@@ -714,7 +814,7 @@ mod x86 {
             }
             QType::Q8_0 => {
                 for (b, o) in row.chunks_exact(34).zip(out.chunks_exact_mut(32)) {
-                    let d = _mm256_set1_ps(f16_to_f32(b[0], b[1]));
+                    let d = _mm256_set1_ps(half(b, 0));
                     for h in 0..2 {
                         let v = _mm_loadu_si128(b.as_ptr().add(2 + 16 * h) as *const __m128i);
                         for (i, part) in [v, _mm_srli_si128(v, 8)].into_iter().enumerate() {

@@ -11,7 +11,7 @@ import { serve } from "./serve.mjs";
 import { launch, waitReady } from "./browser.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, "..", "..", "dist");
+const dist = process.env.DIST || join(here, "..", "..", "dist"); // DIST: another build to compare
 const cpuRuns = Number(process.argv[2] || 5);
 // SwiftShader's WebGPU takes minutes per forward here: measure it once.
 const gpuRuns = Number(process.argv[3] || 1);

@@ -281,6 +281,28 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
     relaxed = { hash: await page.evaluate(() => location.hash), json };
   });
 
+  await test("CPU: one more word (incremental forward on the fused kernels) gives a fresh full forward's numbers", async () => {
+    if (page.url() === "about:blank") { // run alone (--only)
+      await page.goto(`${base}#p=${encodeURIComponent(EXAMPLE)}&b=cpu`);
+      await waitReady(page, LOAD_TIMEOUT);
+    }
+    await page.focus("[data-testid=prompt]");
+    await page.keyboard.press("End");
+    await page.keyboard.type(" Spain", { delay: 5 });
+    await page.waitForFunction(() => decodeURIComponent(location.hash).includes("Spain"), null, { timeout: 10_000 });
+    await waitReady(page);
+    const summary = await page.textContent("#summary");
+    const m = summary.match(/\((\d+) new tokens\)/);
+    assert(m && Number(m[1]) >= 1 && Number(m[1]) <= 3, `an incremental forward of 1–3 tokens (the fused kernels): ${summary}`);
+    const grown = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+    await page.reload();
+    await waitReady(page, LOAD_TIMEOUT);
+    const all = (await page.textContent("#summary")).match(/\((\d+) new tokens\)/);
+    assert(all && Number(all[1]) === grown.tokens.length, `the reload computes every token: ${all}`);
+    const fresh = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+    for (const key of ["alpha", "first_token_alpha", "top_next", "massive"]) sameJson(grown[key], fresh[key], 1e-4, key);
+  });
+
   await test("CPU and WebGPU agree on the numbers of the same prompt (quantized kernels on both)", async () => {
     await typePrompt(page, SHORT);
     const cpu = (await tokens(page)).map((t) => t.sinkHeads);
