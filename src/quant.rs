@@ -7,10 +7,11 @@
 //! is the one place that knows the block layouts: the GGUF reader's expansion calls [`dequant_row`].
 //! Two kernels compute on them, both exact up to float summation order (the activations stay f32):
 //! * **fused** (few input rows: the output head, one more typed token): each block is expanded in
-//!   registers (to exactly the value the reader's expansion gives: `q·d + m`) and multiplied into
-//!   the dot product at once. Factoring the scale out (`d·Σ q·x + m·Σ x`) would save an operation,
-//!   but the two large terms cancel on the model's massive activations and the result drifted from
-//!   the tiled kernel's beyond the incremental-forward test's bound, so it is not done;
+//!   registers (to exactly the value the reader's expansion gives: `q·d + m`; for the symmetric
+//!   types the scale is applied once per block, `d·Σ q·x`) and multiplied into the dot product at
+//!   once. Factoring Q4_1's minimum out too (`m·Σ x`) would save an operation, but the two large
+//!   terms cancel on the model's massive activations and the result drifted from the tiled
+//!   kernel's beyond the incremental-forward test's bound, so it is not done;
 //! * **tiled** (many input rows): a few weight rows at a time are expanded to f32 for the
 //!   register-blocked kernel of [`crate::linear`], which multiplies every input row with them, so
 //!   each weight is decoded once per forward however long the prompt.
@@ -374,25 +375,29 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
 
 /// The fused kernel written out in WebAssembly SIMD for the 32-value block types (Q4_0, Q4_1, Q8_0:
 /// SmolLM2's layers and its output head), and the tiled kernel's expansion of them. LLVM's
-/// vectorisation of [`dot_row`] widens the bytes one lane at a time; here a block's 16 or 32 bytes
-/// are widened with whole-vector extends (8 vectors of 4 weights) and multiplied into up to three
-/// input rows at once, so each block is decoded once per product. Three choices, each measured in
-/// V8 (node --no-liftoff, one input row, relaxed SIMD; see the README):
-/// * the f16 scales of a row are converted four blocks at a time into a small buffer ([`f16x4`]):
-///   one by one in scalar code they took about a quarter of the kernel (Q4_1 4.8 → 6.0 GMAC/s);
+/// vectorisation of [`dot_row`] widens the bytes one lane at a time; here a block is decoded into
+/// 8 vectors of 4 weights and multiplied into up to three input rows at once, so each block is
+/// decoded once per product. The choices, each measured in Chromium 156's V8 (one input row,
+/// relaxed SIMD, a 576 x 49152 matrix streamed from memory; GMAC/s before → after):
+/// * the f16 scales of a row are converted four blocks at a time into a small buffer ([`f16x4`],
+///   with shifts rather than masks), not one by one in scalar code;
 /// * the kernel is instantiated per block type, so no `match` stays in the inner loop;
+/// * Q4_1 and Q8_0 are decoded in their bytes' own order ([`decode_lanes`]: two shifts by
+///   immediates per vector of weights), the inputs permuted once per product to match. V8 makes
+///   widening bytes in order cost about three instructions per vector, and rebuilds a vector
+///   constant (a mask, a shuffle pattern) at every use inside a loop;
 /// * Q4_1 weights are expanded to exactly [`dequant_row`]'s values before the multiply (`q·d` is
 ///   exact in f32: at most 8 + 11 significant bits, so a fused `q·d + m` rounds once, as the
 ///   separate add does). For the symmetric types (Q4_0, Q8_0) the scale is applied once per block
-///   to `Σ q·x` instead (Q8_0 5.8 → 6.8 GMAC/s): the same numbers up to rounding. Factoring Q4_1's
-///   minimum out as well (`m·Σ x`) is not done: the two large terms cancel on the model's massive
-///   activations, and the result drifted from the tiled kernel's beyond the incremental-forward
-///   test's bound.
+///   to `Σ q·x` instead: the same numbers up to rounding. Factoring Q4_1's minimum out as well
+///   (`m·Σ x`) is not done: the two large terms cancel on the model's massive activations, and the
+///   result drifted from the tiled kernel's beyond the incremental-forward test's bound.
 ///
-/// Tried and slower in V8: byte shuffles (`i8x16.swizzle`) instead of the extends; two weight rows
-/// per pass sharing the loads of `x` (register spills).
-/// With the `relaxed-simd` target feature (the second CPU build, `scripts/build-web.sh`) the
-/// multiply-adds are fused where the CPU has FMA.
+/// Together: Q4_1 5.3 → 6.5, Q8_0 6.7 → 7.2 GMAC/s. Tried and slower in V8: byte shuffles
+/// (`i8x16.swizzle`, its index vectors are constants), masks in place of the shifts, two weight
+/// rows per pass sharing the loads of `x` (register spills). With the `relaxed-simd` target
+/// feature (the second CPU build, `scripts/build-web.sh`) the multiply-adds are fused where the
+/// CPU has FMA.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_fused {
     use super::{f16_to_f32, QType};
@@ -426,12 +431,12 @@ mod wasm_fused {
     /// multiply by 2^112 finishes it; infinities and NaNs are patched in.
     #[inline(always)]
     fn f16x4(h: v128) -> v128 {
-        let mag = v128_and(h, u32x4_splat(0x7fff));
-        let bits = i32x4_shl(mag, 13);
+        let bits = u32x4_shr(i32x4_shl(h, 17), 4); // the magnitude's 15 bits at f32's bits 13..28
         let finite = f32x4_mul(bits, f32x4_splat(f32::from_bits(0x7780_0000))); // 2^112
-        let special = v128_or(bits, u32x4_splat(0x7f80_0000));
-        let v = v128_bitselect(special, finite, i32x4_ge(mag, i32x4_splat(0x7c00)));
-        v128_or(v, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+        // exponent 31 (infinities, NaNs): exactly the magnitudes ≥ 2^16 once scaled
+        let special = f32x4_ge(finite, f32x4_splat(65536.0));
+        let v = v128_bitselect(v128_or(bits, u32x4_splat(0x7f80_0000)), finite, special);
+        v128_or(v, i32x4_shl(u32x4_shr(h, 15), 31))
     }
 
     /// Blocks per pass: the scales of this many blocks are converted into a stack buffer first.
@@ -448,7 +453,7 @@ mod wasm_fused {
             let v = v128_load32_lane::<1>(v, p.add(bb) as *const u32);
             let v = v128_load32_lane::<2>(v, p.add(2 * bb) as *const u32);
             let v = v128_load32_lane::<3>(v, p.add(3 * bb) as *const u32);
-            v128_store(ds.as_mut_ptr().add(i) as *mut v128, f16x4(v128_and(v, u32x4_splat(0xffff))));
+            v128_store(ds.as_mut_ptr().add(i) as *mut v128, f16x4(u32x4_shr(i32x4_shl(v, 16), 16)));
             v128_store(ms.as_mut_ptr().add(i) as *mut v128, f16x4(u32x4_shr(v, 16)));
             i += 4;
         }
@@ -459,8 +464,9 @@ mod wasm_fused {
         }
     }
 
-    /// The 32 weights of a block as eight vectors of four, in order: Q4_1's values `q·d + m`
-    /// (`d` and `m` splats), and the signed integers `q` of Q4_0 and Q8_0 (their scale not applied).
+    /// The 32 weights of a block as eight vectors of four, in order (the tiled kernel's expansion):
+    /// Q4_1's values `q·d + m` (`d` and `m` splats), and the signed integers `q` of Q4_0 and Q8_0
+    /// (their scale not applied).
     #[inline(always)]
     unsafe fn decode<const Q: u32>(b: *const u8, d: v128, m: v128) -> [v128; 8] {
         let mut q = [f32x4_splat(0.0); 8];
@@ -513,11 +519,60 @@ mod wasm_fused {
         }
     }
 
+    /// The weight (0..32 in its block) that lane `l` of vector `i` of [`decode_lanes`] holds; the
+    /// fused kernel permutes its inputs to match, once per product.
+    #[inline(always)]
+    fn lane_source<const Q: u32>(i: usize, l: usize) -> usize {
+        match Q {
+            Q4_1 => 4 * l + i / 2 + 16 * (i % 2),
+            Q8_0 => 16 * (i / 4) + 4 * l + i % 4,
+            _ => 4 * i + l,
+        }
+    }
+
+    /// A block's 32 weights for the fused kernel, in the order of [`lane_source`] (Q4_1's values
+    /// `q·d + m`; the integers `q` of Q4_0 and Q8_0). Q4_1 and Q8_0 read each u32 lane of their
+    /// bytes in place: nibble or byte `i` of a lane is two shifts by immediates away from an
+    /// integer, where widening bytes in order costs about three instructions per vector in V8
+    /// (its "high half" extends are two each) and masks cost more: V8 rebuilds a vector constant
+    /// at every use in a loop. Measured in Chromium 156 (Q4_1, one input row): 5.7 → 6.3 GMAC/s.
+    #[inline(always)]
+    unsafe fn decode_lanes<const Q: u32>(b: *const u8, d: v128, m: v128) -> [v128; 8] {
+        let mut q = [f32x4_splat(0.0); 8];
+        match Q {
+            Q4_1 => {
+                let v = v128_load(b.add(4) as *const v128);
+                for (i, qi) in q.iter_mut().enumerate() {
+                    let nibble = u32x4_shr(u32x4_shl(v, 28 - 4 * i as u32), 28);
+                    *qi = madd(f32x4_convert_i32x4(nibble), d, m);
+                }
+            }
+            Q8_0 => {
+                for (i, qi) in q.iter_mut().enumerate() {
+                    let v = v128_load(b.add(2 + 16 * (i / 4)) as *const v128);
+                    *qi = f32x4_convert_i32x4(i32x4_shr(i32x4_shl(v, 24 - 8 * (i % 4) as u32), 24));
+                }
+            }
+            _ => q = decode::<Q>(b, d, m),
+        }
+        q
+    }
+
     /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`.
     #[inline(always)]
     unsafe fn rows<const T: usize, const Q: u32>(x: &[f32], k: usize, w: &[u8], n: usize, out: &mut [f32]) {
         let bb = if Q == Q8_0 { 34 } else if Q == Q4_1 { 20 } else { 18 };
         let (nb, rb) = (k / 32, k / 32 * bb);
+        let mut xp = vec![0f32; T * k];
+        for (xr, pr) in x.chunks_exact(k).zip(xp.chunks_exact_mut(k)).take(T) {
+            for (xb, pb) in xr.chunks_exact(32).zip(pr.chunks_exact_mut(32)) {
+                for i in 0..8 {
+                    for l in 0..4 {
+                        pb[4 * i + l] = xb[lane_source::<Q>(i, l)];
+                    }
+                }
+            }
+        }
         let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
         for j in 0..n {
             let mut acc = [[f32x4_splat(0.0); 4]; T];
@@ -527,8 +582,8 @@ mod wasm_fused {
                 scales(wr.add(c0 * bb), bb, cn, &mut ds, &mut ms);
                 for i in 0..cn {
                     let (d, m) = (v128_load32_splat(ds.as_ptr().add(i) as *const u32), v128_load32_splat(ms.as_ptr().add(i) as *const u32));
-                    let q = decode::<Q>(wr.add((c0 + i) * bb), d, m);
-                    mac::<T, Q>(&q, d, x.as_ptr().add((c0 + i) * 32), k, &mut acc);
+                    let q = decode_lanes::<Q>(wr.add((c0 + i) * bb), d, m);
+                    mac::<T, Q>(&q, d, xp.as_ptr().add((c0 + i) * 32), k, &mut acc);
                 }
             }
             for (r, a) in acc.iter().enumerate() {
@@ -566,6 +621,26 @@ mod wasm_fused {
                 }
             }
         }
+    }
+
+    /// Every f16 through the scale conversion ([`scales`]: both halves, the vector and the
+    /// scalar path) against [`f16_to_f32`], bit for bit: a line for the first difference.
+    pub fn scales_check() -> Option<String> {
+        // "blocks" of 4 bytes: the scale h and the minimum !h
+        let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| [h.to_le_bytes(), (!h).to_le_bytes()].concat()).collect();
+        let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
+        for (c, chunk) in bytes.chunks(4 * 63).enumerate() {
+            let cn = chunk.len() / 4; // 63: 15 groups of four and a scalar tail of 3
+            // SAFETY: cn blocks of 4 bytes, every read inside `chunk`.
+            unsafe { scales(chunk.as_ptr(), 4, cn, &mut ds, &mut ms) };
+            for i in 0..cn {
+                let (d, m) = (f16_to_f32(chunk[4 * i], chunk[4 * i + 1]), f16_to_f32(chunk[4 * i + 2], chunk[4 * i + 3]));
+                if ds[i].to_bits() != d.to_bits() || ms[i].to_bits() != m.to_bits() {
+                    return Some(format!("f16 scale of block {}: {} / {} vs {d} / {m}", c * 63 + i, ds[i], ms[i]));
+                }
+            }
+        }
+        None
     }
 
     /// `out = x · Wᵀ` for `t` (1..=3) input rows; false when the block type is not one of these.
@@ -723,6 +798,11 @@ pub fn self_check() -> (usize, Vec<String>) {
                 }
             }
         }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        cases += 1;
+        failures.extend(wasm_fused::scales_check());
     }
     (cases, failures)
 }

@@ -1,6 +1,7 @@
 //! Element-wise f32 math for the CPU forward: `exp`, the gated MLP's `silu(gate)·up`, and a row
-//! softmax. Written without branches so that the compiler vectorises the loops (WebAssembly SIMD in
-//! the browser build; AVX-512 natively where the CPU has it, else SSE2) — the scalar `expf` of the Rust runtime is a function call per
+//! softmax. Written without branches so that the compiler vectorises the loops (AVX-512 natively
+//! where the CPU has it, else SSE2; in the browser build the same operations are written out in
+//! WebAssembly SIMD: [`wasm`]) — the scalar `expf` of the Rust runtime is a function call per
 //! value, which took ~8% of a T = 64 forward in the browser (Chrome's profiler: 37 of 470 ms for
 //! 4 M values, SiLU's 2.9 M and the softmax's 1.1 M).
 //!
@@ -45,16 +46,21 @@ pub fn exp(x: f32) -> f32 {
 
 /// out[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^(−gate[i])) · up[i].
 pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked).
-        return unsafe { x86::silu_mul_avx512(gate, up, out) };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    wasm::silu_mul(gate, up, out);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked).
+            return unsafe { x86::silu_mul_avx512(gate, up, out) };
+        }
+        silu_mul_generic(gate, up, out)
     }
-    silu_mul_generic(gate, up, out)
 }
 
 #[inline(always)]
-fn silu_mul_generic(gate: &[f32], up: &[f32], out: &mut [f32]) {
+pub(crate) fn silu_mul_generic(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = g / (1.0 + exp(-g)) * u;
     }
@@ -64,16 +70,21 @@ fn silu_mul_generic(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// −∞ or NaN becomes NaN (as burn's softmax gives). The max and the sum run over 8 lanes (a fixed
 /// order), so that they vectorise too.
 pub fn softmax_rows(x: &mut [f32], n: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked).
-        return unsafe { x86::softmax_rows_avx512(x, n) };
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    wasm::softmax_rows(x, n);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked).
+            return unsafe { x86::softmax_rows_avx512(x, n) };
+        }
+        softmax_rows_generic(x, n)
     }
-    softmax_rows_generic(x, n)
 }
 
 #[inline(always)]
-fn softmax_rows_generic(x: &mut [f32], n: usize) {
+pub(crate) fn softmax_rows_generic(x: &mut [f32], n: usize) {
     if n == 0 {
         return;
     }
@@ -118,6 +129,152 @@ mod x86 {
     #[target_feature(enable = "avx512f")]
     pub unsafe fn softmax_rows_avx512(x: &mut [f32], n: usize) {
         super::softmax_rows_generic(x, n)
+    }
+}
+
+/// The same loops written out in WebAssembly SIMD, operation for operation (so the results equal
+/// the generic code's bit for bit: the worker's kernel check compares them). Why by hand: LLVM
+/// vectorises the generic loops, but leaves each of exp's ~16 constants as a `v128.const` at its
+/// use, and V8 rebuilds a vector constant every time one is used inside a loop (two or three
+/// instructions each). Here the constants are read once per call from memory (a volatile read,
+/// which the compiler cannot fold back into constants), so they stay in registers or on the stack.
+/// Measured in Chromium 156 (SiLU·up over 2.9 M values, a T = 64 forward's worth): see the README.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod wasm {
+    use super::{HI, LN2_HI, LN2_LO, LO, LOG2E, ROUND};
+    use core::arch::wasm32::*;
+
+    /// exp's constants, as f32 bit patterns where they are integers.
+    static C: [f32; 16] = [
+        LO, HI, LOG2E, ROUND, LN2_HI, LN2_LO, 1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5, 1.0,
+        f32::INFINITY, // (bits 0x7f80_0000)
+        0.0,
+        0.0,
+    ];
+
+    /// The constants as vectors the compiler cannot see through.
+    struct K([v128; 14], v128, v128);
+
+    #[inline(always)]
+    fn constants() -> K {
+        // SAFETY: reads of a static's elements.
+        let c = |i: usize| f32x4_splat(unsafe { core::ptr::read_volatile(&C[i]) });
+        let v = core::array::from_fn(c);
+        // ROUND's bits (for k) and the exponent bias
+        let round_bits = i32x4_splat(unsafe { core::ptr::read_volatile(&C[3]) }.to_bits() as i32);
+        let bias = i32x4_splat(unsafe { core::ptr::read_volatile(&C[12]) }.to_bits() as i32 >> 23); // 1.0's exponent field: 127
+        K(v, round_bits, bias)
+    }
+
+    /// [`super::exp`] on four lanes, the same operations in the same order.
+    #[inline(always)]
+    fn exp4(x: v128, k: &K) -> v128 {
+        let c = &k.0;
+        let xc = f32x4_pmax(f32x4_pmin(x, c[1]), c[0]);
+        let t = f32x4_add(f32x4_mul(xc, c[2]), c[3]);
+        let n = f32x4_sub(t, c[3]);
+        let kk = i32x4_sub(t, k.1);
+        let r = f32x4_sub(f32x4_sub(xc, f32x4_mul(n, c[4])), f32x4_mul(n, c[5]));
+        let mut p = f32x4_add(f32x4_mul(c[6], r), c[7]);
+        p = f32x4_add(f32x4_mul(p, r), c[8]);
+        p = f32x4_add(f32x4_mul(p, r), c[9]);
+        p = f32x4_add(f32x4_mul(p, r), c[10]);
+        p = f32x4_add(f32x4_mul(p, r), c[11]);
+        let er = f32x4_add(f32x4_add(f32x4_mul(f32x4_mul(p, r), r), r), c[12]);
+        let half = i32x4_shr(kk, 1);
+        let s1 = i32x4_shl(i32x4_add(half, k.2), 23);
+        let s2 = i32x4_shl(i32x4_add(i32x4_sub(kk, half), k.2), 23);
+        let y = f32x4_mul(f32x4_mul(er, s1), s2);
+        let y = v128_bitselect(c[13], y, f32x4_gt(x, c[1]));
+        v128_andnot(y, f32x4_lt(x, c[0]))
+    }
+
+    pub fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        let k = constants();
+        let n = out.len().min(gate.len()).min(up.len());
+        let body = n - n % 4;
+        for i in (0..body).step_by(4) {
+            // SAFETY: i + 4 ≤ n, the shortest of the three lengths.
+            unsafe {
+                let g = v128_load(gate.as_ptr().add(i) as *const v128);
+                let e = exp4(f32x4_neg(g), &k);
+                let v = f32x4_mul(f32x4_div(g, f32x4_add(k.0[12], e)), v128_load(up.as_ptr().add(i) as *const v128));
+                v128_store(out.as_mut_ptr().add(i) as *mut v128, v);
+            }
+        }
+        super::silu_mul_generic(&gate[body..n], &up[body..n], &mut out[body..n]);
+    }
+
+    pub fn softmax_rows(x: &mut [f32], n: usize) {
+        if n == 0 {
+            return;
+        }
+        let k = constants();
+        let body = n - n % 8;
+        for row in x.chunks_exact_mut(n) {
+            let p = row.as_mut_ptr();
+            // SAFETY: every access is below `body` ≤ n, the row's length.
+            unsafe {
+                let (mut m0, mut m1) = (f32x4_splat(f32::NEG_INFINITY), f32x4_splat(f32::NEG_INFINITY));
+                for i in (0..body).step_by(8) {
+                    let (a, b) = (v128_load(p.add(i) as *const v128), v128_load(p.add(i + 4) as *const v128));
+                    // the generic `if c > m || c.is_nan() { c } else { m }`
+                    m0 = v128_bitselect(a, m0, v128_or(f32x4_gt(a, m0), f32x4_ne(a, a)));
+                    m1 = v128_bitselect(b, m1, v128_or(f32x4_gt(b, m1), f32x4_ne(b, b)));
+                }
+                let lanes = [m0, m1].map(|v| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]);
+                let m = row[body..].iter().chain(lanes.iter().flatten()).fold(f32::NEG_INFINITY, |a, &v| if v > a || v.is_nan() { v } else { a });
+                let mv = f32x4_splat(m);
+                let (mut s0, mut s1) = (f32x4_splat(0.0), f32x4_splat(0.0));
+                for i in (0..body).step_by(8) {
+                    let a = exp4(f32x4_sub(v128_load(p.add(i) as *const v128), mv), &k);
+                    let b = exp4(f32x4_sub(v128_load(p.add(i + 4) as *const v128), mv), &k);
+                    v128_store(p.add(i) as *mut v128, a);
+                    v128_store(p.add(i + 4) as *mut v128, b);
+                    s0 = f32x4_add(s0, a);
+                    s1 = f32x4_add(s1, b);
+                }
+                let l = |v: v128| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)];
+                let (a, b) = (l(s0), l(s1));
+                let mut sum = ((a[0] + b[0]) + (a[1] + b[1])) + ((a[2] + b[2]) + (a[3] + b[3]));
+                for v in row[body..].iter_mut() {
+                    *v = super::exp(*v - m);
+                    sum += *v;
+                }
+                let inv = f32x4_splat(1.0 / sum);
+                for i in (0..body).step_by(4) {
+                    v128_store(p.add(i) as *mut v128, f32x4_mul(v128_load(p.add(i) as *const v128), inv));
+                }
+                for v in row[body..].iter_mut() {
+                    *v *= 1.0 / sum;
+                }
+            }
+        }
+    }
+
+    /// Lines describing where these differ from the generic loops (empty when they agree bit for
+    /// bit), on values across exp's range and its edges: for the worker's kernel check.
+    pub fn self_check() -> Vec<String> {
+        let mut bad = Vec::new();
+        let g: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) / 19.0).chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0]).collect();
+        let u: Vec<f32> = (0..g.len()).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
+        let (mut a, mut b) = (vec![0.0; g.len()], vec![0.0; g.len()]);
+        silu_mul(&g, &u, &mut a);
+        super::silu_mul_generic(&g, &u, &mut b);
+        if let Some(i) = (0..g.len()).find(|&i| a[i].to_bits() != b[i].to_bits() && !(a[i].is_nan() && b[i].is_nan())) {
+            bad.push(format!("silu_mul at {}: {} vs {}", g[i], a[i], b[i]));
+        }
+        for n in [1, 7, 8, 9, 64, 67] {
+            let mut x: Vec<f32> = (0..3 * n).map(|i| ((i * 29 % 17) as f32 - 8.0) * 3.0).collect();
+            x[n - 1] = -1.0e30;
+            let mut y = x.clone();
+            softmax_rows(&mut x, n);
+            super::softmax_rows_generic(&mut y, n);
+            if x.iter().zip(&y).any(|(a, b)| a.to_bits() != b.to_bits()) {
+                bad.push(format!("softmax_rows, rows of {n}: {x:?} vs {y:?}"));
+            }
+        }
+        bad
     }
 }
 

@@ -318,7 +318,8 @@ fn handle(req: Request) {
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
         Request::Panic => panic!("a deliberate panic (test hook)"),
         Request::KernelCheck => {
-            let (cases, failures) = crate::quant::self_check();
+            let (cases, mut failures) = crate::quant::self_check();
+            failures.extend(crate::vmath::wasm::self_check());
             post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd") });
         }
         Request::LoseDevice => device::lose(),
