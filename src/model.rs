@@ -418,8 +418,7 @@ impl Model {
 
     /// RMSNorm over the last dimension with the weight as stored (`x · rsqrt(mean(x²) + eps) · w`).
     fn rms_norm(&self, x: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
-        let inv = x.clone().square().mean_dim(1).add_scalar(self.config.rms_eps).sqrt().recip();
-        x * inv * w.clone()
+        weights::rms_norm(x, w.clone(), self.config.rms_eps)
     }
 
     /// RMSNorm of every head: x [heads, n, D] with a weight [1, D].
@@ -482,11 +481,7 @@ impl Model {
 
     /// x [heads, n, D] rotated by the tables [n, D] (rotate-half: pairs (i, i + D/2)).
     fn rope(x: Tensor<3>, at: &AttnInputs) -> Tensor<3> {
-        let half = x.dims()[2] / 2;
-        let x1 = x.clone().narrow(2, 0, half);
-        let x2 = x.clone().narrow(2, half, half);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
-        x * at.cos.clone().unsqueeze::<3>() + rotated * at.sin.clone().unsqueeze::<3>()
+        weights::rope(x, at.cos.clone(), at.sin.clone())
     }
 
     /// One layer's attention on its normed input [n, hidden], given the cached keys and values.

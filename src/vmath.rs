@@ -118,6 +118,47 @@ pub(crate) fn softmax_rows_generic(x: &mut [f32], n: usize) {
     }
 }
 
+/// RMSNorm of each row of `x` ([rows, d], d = w.len()): x · (Σx²/d + eps)^(-1/2) · w, the sum
+/// over 8 lanes (a fixed order, vectorised).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let d = w.len();
+    if d == 0 {
+        return;
+    }
+    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let mut s = [0.0f32; 8];
+        let (body, tail) = row.split_at(d - d % 8);
+        for c in body.chunks_exact(8) {
+            for i in 0..8 {
+                s[i] += c[i] * c[i];
+            }
+        }
+        let sum = tail.iter().fold(((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])), |a, v| a + v * v);
+        let inv = 1.0 / (sum / d as f32 + eps).sqrt();
+        for ((o, &v), &wv) in o.iter_mut().zip(row).zip(w) {
+            *o = v * inv * wv;
+        }
+    }
+}
+
+/// Rotary embedding (rotate-half) of `x` [heads, n, dh] by `cos`, `sin` [n, dh]: for j < dh/2,
+/// x_j·cos_j + (−x_{j+dh/2})·sin_j, and x_j·cos_j + x_{j−dh/2}·sin_j above (burn's composition of
+/// the same products and sum, value for value).
+pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], dh: usize, out: &mut [f32]) {
+    let half = dh / 2;
+    if dh == 0 || cos.is_empty() {
+        return;
+    }
+    for (i, (row, o)) in x.chunks_exact(dh).zip(out.chunks_exact_mut(dh)).enumerate() {
+        let t = i % (cos.len() / dh);
+        let (c, s) = (&cos[t * dh..(t + 1) * dh], &sin[t * dh..(t + 1) * dh]);
+        for j in 0..half {
+            o[j] = row[j] * c[j] + -row[j + half] * s[j];
+            o[j + half] = row[j + half] * c[j + half] + row[j] * s[j + half];
+        }
+    }
+}
+
 /// The same loops compiled for AVX-512 (16 lanes instead of SSE2's 4 in the baseline x86-64 build).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -304,6 +345,40 @@ mod tests {
             assert!(ulps(exp(x), (x as f64).exp()) <= 2.0, "x = {x}");
         }
         assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn rms_norm_and_rope_match_their_formulas() {
+        for d in [1, 7, 8, 13, 64] {
+            let x: Vec<f32> = (0..3 * d).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
+            let w: Vec<f32> = (0..d).map(|i| 0.5 + i as f32 / 10.0).collect();
+            let mut out = vec![0.0; 3 * d];
+            rms_norm(&x, &w, 1e-5, &mut out);
+            for (r, row) in x.chunks(d).enumerate() {
+                let inv = 1.0 / (row.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / d as f64 + 1e-5).sqrt();
+                for j in 0..d {
+                    let want = row[j] as f64 * inv * w[j] as f64;
+                    assert!((out[r * d + j] as f64 - want).abs() <= 1e-6 * (1.0 + want.abs()), "d {d} row {r} col {j}");
+                }
+            }
+        }
+        // 2 heads, 3 positions, head size 4: pairs (0, 2), (1, 3)
+        let (h, n, dh) = (2, 3, 4);
+        let x: Vec<f32> = (0..h * n * dh).map(|i| i as f32 - 10.0).collect();
+        let cos: Vec<f32> = (0..n * dh).map(|i| (i as f32 * 0.3).cos()).collect();
+        let sin: Vec<f32> = (0..n * dh).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut out = vec![0.0; x.len()];
+        rope(&x, &cos, &sin, dh, &mut out);
+        for hh in 0..h {
+            for t in 0..n {
+                let (row, o) = (&x[(hh * n + t) * dh..][..dh], &out[(hh * n + t) * dh..][..dh]);
+                let (c, s) = (&cos[t * dh..][..dh], &sin[t * dh..][..dh]);
+                let rotated = [-row[2], -row[3], row[0], row[1]];
+                for j in 0..dh {
+                    assert_eq!(o[j], row[j] * c[j] + rotated[j] * s[j], "head {hh} position {t} lane {j}");
+                }
+            }
+        }
     }
 
     #[test]

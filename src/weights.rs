@@ -1,6 +1,8 @@
 //! The model's matrices on a burn device, in their GGUF block formats, and `x · Wᵀ` on them (plus
-//! the three other operations of the forward that the CPU computes with its own kernels: the MLP's
-//! `silu(gate)·up`, the attention pattern and the pattern times the values).
+//! the other operations of the forward that the CPU computes with its own kernels: the MLP's
+//! `silu(gate)·up`, the attention pattern, the pattern times the values, RMSNorm and the rotary
+//! embedding — the last two because, composed of burn's small operations, each cost ~7 tensor
+//! operations per layer and token, which dominated them for one more typed token).
 //!
 //! A [`Weight`] is either dense f32 (norms, and matrices of types the block kernels do not cover,
 //! expanded at load) or the file's own blocks ([`QType`]) kept as 32-bit words in an integer tensor,
@@ -37,6 +39,11 @@ pub trait LinearBackend: burn::backend::Backend {
     fn attention_pattern(q: FloatTensor<Self>, k: FloatTensor<Self>, mask: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
     /// a [B, M, T] · b [B, T, D] -> [B, M, D].
     fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// RMSNorm of the rows of x [n, d] with the weight w [1, d]: x · (mean(x²) + eps)^(-1/2) · w.
+    fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self>;
+    /// Rotary embedding of x [heads, n, D] by the tables cos, sin [n, D] (rotate-half: pairs
+    /// (i, i + D/2)): x · cos + (−x₂, x₁) · sin.
+    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// The three element-wise and attention ops with burn's own operations, as every backend has them
@@ -62,6 +69,21 @@ mod generic {
 
     pub fn bmatmul<B: Backend>(a: FloatTensor<B>, b: FloatTensor<B>) -> FloatTensor<B> {
         B::float_matmul(a, b)
+    }
+
+    pub fn rms_norm<B: Backend>(x: FloatTensor<B>, w: FloatTensor<B>, eps: f32) -> FloatTensor<B> {
+        let inv = B::float_recip(B::float_sqrt(B::float_add_scalar(B::float_mean_dim(B::float_mul(x.clone(), x.clone()), 1), eps.into())));
+        B::float_mul(B::float_mul(x, inv), w)
+    }
+
+    pub fn rope<B: Backend>(x: FloatTensor<B>, cos: FloatTensor<B>, sin: FloatTensor<B>) -> FloatTensor<B> {
+        let [h, n, d] = x.shape().dims();
+        let half = d / 2;
+        let x1 = B::float_slice(x.clone(), &[Slice::from(0..h), Slice::from(0..n), Slice::from(0..half)]);
+        let x2 = B::float_slice(x.clone(), &[Slice::from(0..h), Slice::from(0..n), Slice::from(half..d)]);
+        let rotated = B::float_cat(vec![B::float_neg(x2), x1], 2);
+        let (cos, sin) = (B::float_reshape(cos, [1, n, d].into()), B::float_reshape(sin, [1, n, d].into()));
+        B::float_add(B::float_mul(x, cos), B::float_mul(rotated, sin))
     }
 }
 
@@ -193,6 +215,30 @@ mod flex_impl {
             }
             FlexTensor::from_data(TensorData::new(out, [nb, m, d]))
         }
+
+        fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
+            let (xs, ws) = (x.layout().shape().clone(), w.layout().shape().clone());
+            let fits = xs.num_dims() == 2 && ws.num_dims() == 2 && ws[0] == 1 && ws[1] == xs[1] && xs[1] > 0;
+            let (x, w) = (contiguous(x), contiguous(w));
+            let (Some(xd), Some(wd), true) = (x.as_slice::<f32>(), w.as_slice::<f32>(), fits) else {
+                return super::generic::rms_norm::<Self>(x, w, eps);
+            };
+            let mut out = vec![0.0f32; xd.len()];
+            crate::vmath::rms_norm(xd, wd, eps, &mut out);
+            FlexTensor::from_data(TensorData::new(out, [xs[0], xs[1]]))
+        }
+
+        fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
+            let (xs, cs, ss) = (x.layout().shape().clone(), cos.layout().shape().clone(), sin.layout().shape().clone());
+            let fits = xs.num_dims() == 3 && cs.num_dims() == 2 && cs == ss && cs[0] == xs[1] && cs[1] == xs[2] && xs[2] % 2 == 0;
+            let (x, cos, sin) = (contiguous(x), contiguous(cos), contiguous(sin));
+            let (Some(xd), Some(cd), Some(sd), true) = (x.as_slice::<f32>(), cos.as_slice::<f32>(), sin.as_slice::<f32>(), fits) else {
+                return super::generic::rope::<Self>(x, cos, sin);
+            };
+            let mut out = vec![0.0f32; xd.len()];
+            crate::vmath::rope(xd, cd, sd, xs[2], &mut out);
+            FlexTensor::from_data(TensorData::new(out, [xs[0], xs[1], xs[2]]))
+        }
     }
 }
 
@@ -222,6 +268,14 @@ impl LinearBackend for burn::backend::Cube {
     fn bmatmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
         generic::bmatmul::<Self>(a, b)
     }
+
+    fn rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32) -> FloatTensor<Self> {
+        generic::rms_norm::<Self>(x, w, eps)
+    }
+
+    fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
+        generic::rope::<Self>(x, cos, sin)
+    }
 }
 
 /// silu(gate) · up for `gate_up` = [gate | up] [n, 2f], on any device (see [`LinearBackend::silu_mul`]).
@@ -240,6 +294,18 @@ pub fn attention_pattern(q: Tensor<3>, k: Tensor<3>, mask: Tensor<3>, scale: f32
 pub fn bmatmul(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
     type D = burn::backend::Dispatch;
     Tensor::from_dispatch(<D as LinearBackend>::bmatmul(a.into_dispatch(), b.into_dispatch()))
+}
+
+/// RMSNorm of the rows of x [n, d] with w [1, d] on any device (see [`LinearBackend::rms_norm`]).
+pub fn rms_norm(x: Tensor<2>, w: Tensor<2>, eps: f32) -> Tensor<2> {
+    type D = burn::backend::Dispatch;
+    Tensor::from_dispatch(<D as LinearBackend>::rms_norm(x.into_dispatch(), w.into_dispatch(), eps))
+}
+
+/// Rotary embedding of x [heads, n, D] by cos, sin [n, D] on any device (see [`LinearBackend::rope`]).
+pub fn rope(x: Tensor<3>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<3> {
+    type D = burn::backend::Dispatch;
+    Tensor::from_dispatch(<D as LinearBackend>::rope(x.into_dispatch(), cos.into_dispatch(), sin.into_dispatch()))
 }
 
 /// A matrix on the host: `n` rows of `k` values, as blocks of `ty` (F32: plain little-endian f32).

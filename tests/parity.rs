@@ -31,8 +31,13 @@ fn trace(prompt: &str) -> (serde_json::Value, Trace) {
 
 /// Largest amount by which |a - b| exceeds 1e-3 + 4e-6·|b| (<= 0 when all are within).
 fn worst_excess(a: &[f32], b: &[f32]) -> f32 {
+    worst_excess_rel(a, b, 4e-6)
+}
+
+/// Largest amount by which |a - b| exceeds 1e-3 + rel·|b|.
+fn worst_excess_rel(a: &[f32], b: &[f32], rel: f32) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs() - (1e-3 + 4e-6 * y.abs())).fold(f32::MIN, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() - (1e-3 + rel * y.abs())).fold(f32::MIN, f32::max)
 }
 
 fn check_prompt(prompt: &str) {
@@ -135,7 +140,11 @@ fn incremental_forward_equals_full_forward() {
                 let d = max_abs_diff(x, y);
                 assert!(d <= tol, "{text:?}: layer {l} {name} differs by {d}");
             }
-            let w = worst_excess(a.resid_post.as_ref().unwrap(), b.resid_post.as_ref().unwrap());
+            // The first token's massive activations (up to ~2,500 in the last layers) were computed
+            // by the tiled kernel in an earlier, longer prompt and by the fused one here: the two
+            // summation orders leave up to ~5e-6 of them apart after 30 layers (measured; the
+            // margin under 4e-6 was 5% before RMSNorm got its own kernel, and gone after).
+            let w = worst_excess_rel(a.resid_post.as_ref().unwrap(), b.resid_post.as_ref().unwrap(), 8e-6);
             assert!(w <= 0.0, "{text:?}: layer {l} resid_post exceeds the bound by {w}");
         }
         let d = max_abs_diff(&inc.logits, &full.logits);
