@@ -5,7 +5,7 @@
 //! 32 high bits, 16 bytes) and Q8_0 (scale and 32 signed bytes); B = 256 for the K-quants Q4_K and
 //! Q6_K (sub-blocks of 32 or 16 values with 6- or 8-bit scales under an f16 super-scale). This module
 //! is the one place that knows the block layouts: the GGUF reader's expansion calls [`dequant_row`].
-//! Two kernels compute on them, both exact up to float summation order (the activations stay f32):
+//! Two kernels compute on them, both exact up to float rounding order (the activations stay f32):
 //! * **fused** (few input rows: the output head, one more typed token): each block is expanded in
 //!   registers (to exactly the value the reader's expansion gives: `q·d + m`; for the symmetric
 //!   types the scale is applied once per block, `d·Σ q·x`) and multiplied into the dot product at
@@ -493,9 +493,27 @@ mod wasm_fused {
         q
     }
 
+    // The block types' codes ([`QType::code`]), as const-generic parameters, and their block sizes.
     const Q4_0: u32 = 2;
     const Q4_1: u32 = 3;
     const Q8_0: u32 = 8;
+
+    /// Bytes per block of the type with code `Q` (checked against [`QType::block`] in `self_check`).
+    const fn block_bytes<const Q: u32>() -> usize {
+        match Q {
+            Q8_0 => 34,
+            Q4_1 => 20,
+            _ => 18,
+        }
+    }
+
+    /// Whether the codes and block sizes above agree with [`QType`].
+    pub fn codes_agree() -> bool {
+        [(QType::Q4_0, block_bytes::<Q4_0>()), (QType::Q4_1, block_bytes::<Q4_1>()), (QType::Q8_0, block_bytes::<Q8_0>())]
+            .iter()
+            .all(|&(t, bb)| t.block() == (32, bb) && QType::from_code(t.code()) == Some(t))
+            && [QType::Q4_0.code(), QType::Q4_1.code(), QType::Q8_0.code()] == [Q4_0, Q4_1, Q8_0]
+    }
 
     /// One block's product with each of the `T` input rows (x: the block's first value in row 0),
     /// added to the accumulators: `Σ w·x` for Q4_1, `d · Σ q·x` for the symmetric types.
@@ -561,9 +579,10 @@ mod wasm_fused {
     /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`.
     #[inline(always)]
     unsafe fn rows<const T: usize, const Q: u32>(x: &[f32], k: usize, w: &[u8], n: usize, out: &mut [f32]) {
-        let bb = if Q == Q8_0 { 34 } else if Q == Q4_1 { 20 } else { 18 };
+        let bb = block_bytes::<Q>();
         let (nb, rb) = (k / 32, k / 32 * bb);
-        let mut xp = vec![0f32; T * k];
+        // the inputs in the order of `decode_lanes` (Q4_0 decodes in order: no copy)
+        let mut xp = vec![0f32; if Q == Q4_0 { 0 } else { T * k }];
         for (xr, pr) in x.chunks_exact(k).zip(xp.chunks_exact_mut(k)).take(T) {
             for (xb, pb) in xr.chunks_exact(32).zip(pr.chunks_exact_mut(32)) {
                 for i in 0..8 {
@@ -573,6 +592,7 @@ mod wasm_fused {
                 }
             }
         }
+        let xs = if Q == Q4_0 { x } else { &xp[..] };
         let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
         for j in 0..n {
             let mut acc = [[f32x4_splat(0.0); 4]; T];
@@ -583,7 +603,7 @@ mod wasm_fused {
                 for i in 0..cn {
                     let (d, m) = (v128_load32_splat(ds.as_ptr().add(i) as *const u32), v128_load32_splat(ms.as_ptr().add(i) as *const u32));
                     let q = decode_lanes::<Q>(wr.add((c0 + i) * bb), d, m);
-                    mac::<T, Q>(&q, d, xp.as_ptr().add((c0 + i) * 32), k, &mut acc);
+                    mac::<T, Q>(&q, d, xs.as_ptr().add((c0 + i) * 32), k, &mut acc);
                 }
             }
             for (r, a) in acc.iter().enumerate() {
@@ -606,7 +626,7 @@ mod wasm_fused {
 
     #[inline(always)]
     unsafe fn expand_row_q<const Q: u32>(row: &[u8], out: &mut [f32]) {
-        let bb = if Q == Q8_0 { 34 } else if Q == Q4_1 { 20 } else { 18 };
+        let bb = block_bytes::<Q>();
         let nb = (row.len() / bb).min(out.len() / 32);
         let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
         for c0 in (0..nb).step_by(CHUNK) {
@@ -623,24 +643,28 @@ mod wasm_fused {
         }
     }
 
-    /// Every f16 through the scale conversion ([`scales`]: both halves, the vector and the
-    /// scalar path) against [`f16_to_f32`], bit for bit: a line for the first difference.
+    /// Every f16 through the scale conversion ([`scales`]: both halves), once on its vector path
+    /// and once on its scalar tail, against [`f16_to_f32`], bit for bit: a line for the first
+    /// difference.
     pub fn scales_check() -> Option<String> {
         // "blocks" of 4 bytes: the scale h and the minimum !h
         let bytes: Vec<u8> = (0..=u16::MAX).flat_map(|h| [h.to_le_bytes(), (!h).to_le_bytes()].concat()).collect();
         let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
-        for (c, chunk) in bytes.chunks(4 * 63).enumerate() {
-            let cn = chunk.len() / 4; // 63: 15 groups of four and a scalar tail of 3
-            // SAFETY: cn blocks of 4 bytes, every read inside `chunk`.
-            unsafe { scales(chunk.as_ptr(), 4, cn, &mut ds, &mut ms) };
-            for i in 0..cn {
-                let (d, m) = (f16_to_f32(chunk[4 * i], chunk[4 * i + 1]), f16_to_f32(chunk[4 * i + 2], chunk[4 * i + 3]));
-                if ds[i].to_bits() != d.to_bits() || ms[i].to_bits() != m.to_bits() {
-                    return Some(format!("f16 scale of block {}: {} / {} vs {d} / {m}", c * 63 + i, ds[i], ms[i]));
+        // chunks of 64 blocks: all on the vector path; of 3: all on the scalar one
+        for per in [CHUNK, 3] {
+            for (c, chunk) in bytes.chunks(4 * per).enumerate() {
+                let cn = chunk.len() / 4;
+                // SAFETY: cn ≤ CHUNK blocks of 4 bytes, every read inside `chunk`.
+                unsafe { scales(chunk.as_ptr(), 4, cn, &mut ds, &mut ms) };
+                for i in 0..cn {
+                    let (d, m) = (f16_to_f32(chunk[4 * i], chunk[4 * i + 1]), f16_to_f32(chunk[4 * i + 2], chunk[4 * i + 3]));
+                    if ds[i].to_bits() != d.to_bits() || ms[i].to_bits() != m.to_bits() {
+                        return Some(format!("f16 scale of block {} (chunks of {per}): {} / {} vs {d} / {m}", c * per + i, ds[i], ms[i]));
+                    }
                 }
             }
         }
-        None
+        (!codes_agree()).then(|| "the fused kernel's block codes or sizes disagree with QType".to_string())
     }
 
     /// `out = x · Wᵀ` for `t` (1..=3) input rows; false when the block type is not one of these.
@@ -649,19 +673,20 @@ mod wasm_fused {
             return false;
         }
         assert!(x.len() >= t * k && out.len() >= t * n && w.len() >= n * ty.row_bytes(k));
-        // SAFETY: sizes are checked above (every load stays inside x's t rows and w's n rows);
-        // simd128 is enabled for the whole build.
+        // SAFETY: sizes are checked above (every load stays inside w's n rows; x's t rows are
+        // copied, permuted, into a buffer of the same size); each arm names its block type, so
+        // the block size `rows` assumes is the weights'; simd128 is enabled for the whole build.
         unsafe {
             match (t, ty) {
                 (1, QType::Q4_0) => rows::<1, Q4_0>(x, k, w, n, out),
                 (1, QType::Q4_1) => rows::<1, Q4_1>(x, k, w, n, out),
-                (1, _) => rows::<1, Q8_0>(x, k, w, n, out),
+                (1, QType::Q8_0) => rows::<1, Q8_0>(x, k, w, n, out),
                 (2, QType::Q4_0) => rows::<2, Q4_0>(x, k, w, n, out),
                 (2, QType::Q4_1) => rows::<2, Q4_1>(x, k, w, n, out),
-                (2, _) => rows::<2, Q8_0>(x, k, w, n, out),
+                (2, QType::Q8_0) => rows::<2, Q8_0>(x, k, w, n, out),
                 (3, QType::Q4_0) => rows::<3, Q4_0>(x, k, w, n, out),
                 (3, QType::Q4_1) => rows::<3, Q4_1>(x, k, w, n, out),
-                (3, _) => rows::<3, Q8_0>(x, k, w, n, out),
+                (3, QType::Q8_0) => rows::<3, Q8_0>(x, k, w, n, out),
                 _ => return false,
             }
         }
@@ -764,7 +789,7 @@ pub fn random_rows(ty: QType, n: usize, k: usize, seed: u64) -> Vec<u8> {
 /// — with and without relaxed SIMD — are the ones compiled.
 pub fn self_check() -> (usize, Vec<String>) {
     let (mut cases, mut failures) = (0, Vec::new());
-    let shapes = [(1, 32, 1), (1, 64, 7), (2, 576, 9), (3, 96, 5), (4, 64, 4), (5, 160, 13), (14, 576, 37), (17, 96, 6), (1, 256, 3), (6, 512, 5), (3, 768, 2), (9, 256, 3), (16, 64, 5), (33, 256, 7), (64, 576, 5)];
+    let shapes = [(1, 32, 1), (1, 64, 7), (2, 576, 9), (3, 96, 5), (4, 64, 4), (5, 160, 13), (14, 576, 37), (17, 96, 6), (1, 256, 3), (6, 512, 5), (3, 768, 2), (9, 256, 3), (16, 64, 5), (33, 256, 7), (64, 576, 5), (1, 2176, 3), (3, 4160, 2), (5, 2112, 3)];
     for ty in ALL {
         for (t, k, n) in shapes {
             if k % ty.block().0 != 0 {
@@ -812,9 +837,11 @@ mod x86 {
     use super::{dequant_row_plain as dequant_row, matmul_nt_q_generic, Isa, QType};
     use std::arch::x86_64::*;
 
-    /// The f16 at `b[i..i + 2]` as f32 with F16C's conversion (exact, like [`super::f16_to_f32`];
-    /// a quarter of the expansion's time in scalar code).
-    #[inline(always)]
+    /// The f16 at `b[i..i + 2]` as f32 with F16C's conversion: exact, like [`super::f16_to_f32`],
+    /// except that a signalling NaN comes out quiet (only a corrupt scale is a NaN). Compiled with
+    /// F16C so that it inlines into the expansions (which enable it too).
+    #[inline]
+    #[target_feature(enable = "f16c")]
     unsafe fn half(b: &[u8], i: usize) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(u16::from_le_bytes([b[i], b[i + 1]]) as i32)))
     }

@@ -144,9 +144,10 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 /// Rotary embedding (rotate-half) of `x` [heads, n, dh] by `cos`, `sin` [n, dh]: for j < dh/2,
 /// x_j·cos_j + (−x_{j+dh/2})·sin_j, and x_j·cos_j + x_{j−dh/2}·sin_j above (burn's composition of
 /// the same products and sum, value for value).
+/// Nothing is written unless `cos` and `sin` hold whole rows of `dh` and `x` whole sets of them.
 pub fn rope(x: &[f32], cos: &[f32], sin: &[f32], dh: usize, out: &mut [f32]) {
     let half = dh / 2;
-    if dh == 0 || cos.is_empty() {
+    if dh == 0 || cos.is_empty() || cos.len() != sin.len() || !cos.len().is_multiple_of(dh) || !x.len().is_multiple_of(cos.len()) {
         return;
     }
     for (i, (row, o)) in x.chunks_exact(dh).zip(out.chunks_exact_mut(dh)).enumerate() {
@@ -185,13 +186,8 @@ pub(crate) mod wasm {
     use super::{HI, LN2_HI, LN2_LO, LO, LOG2E, ROUND};
     use core::arch::wasm32::*;
 
-    /// exp's constants, as f32 bit patterns where they are integers.
-    static C: [f32; 16] = [
-        LO, HI, LOG2E, ROUND, LN2_HI, LN2_LO, 1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5, 1.0,
-        f32::INFINITY, // (bits 0x7f80_0000)
-        0.0,
-        0.0,
-    ];
+    /// exp's constants: the range, the reduction, the polynomial's coefficients, 1 and infinity.
+    static C: [f32; 14] = [LO, HI, LOG2E, ROUND, LN2_HI, LN2_LO, 1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5, 1.0, f32::INFINITY];
 
     /// The constants as vectors the compiler cannot see through.
     struct K([v128; 14], v128, v128);
@@ -265,6 +261,11 @@ pub(crate) mod wasm {
                 }
                 let lanes = [m0, m1].map(|v| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]);
                 let m = row[body..].iter().chain(lanes.iter().flatten()).fold(f32::NEG_INFINITY, |a, &v| if v > a || v.is_nan() { v } else { a });
+                if !m.is_finite() {
+                    // a NaN, +∞ or only −∞: NaN, as the native loop and burn's softmax give
+                    row.fill(f32::NAN);
+                    continue;
+                }
                 let mv = f32x4_splat(m);
                 let (mut s0, mut s1) = (f32x4_splat(0.0), f32x4_splat(0.0));
                 for i in (0..body).step_by(8) {
@@ -297,7 +298,8 @@ pub(crate) mod wasm {
     /// bit), on values across exp's range and its edges: for the worker's kernel check.
     pub fn self_check() -> Vec<String> {
         let mut bad = Vec::new();
-        let g: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) / 19.0).chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0]).collect();
+        // 4,009 values: not a multiple of 4, so the scalar tail runs too
+        let g: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) / 19.0).chain([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0, 88.5]).collect();
         let u: Vec<f32> = (0..g.len()).map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0).collect();
         let (mut a, mut b) = (vec![0.0; g.len()], vec![0.0; g.len()]);
         silu_mul(&g, &u, &mut a);
@@ -306,13 +308,29 @@ pub(crate) mod wasm {
             bad.push(format!("silu_mul at {}: {} vs {}", g[i], a[i], b[i]));
         }
         for n in [1, 7, 8, 9, 64, 67] {
-            let mut x: Vec<f32> = (0..3 * n).map(|i| ((i * 29 % 17) as f32 - 8.0) * 3.0).collect();
+            // a plain row with a masked entry and −0, bit for bit against the generic loop
+            let mut x: Vec<f32> = (0..n).map(|i| ((i * 29 % 17) as f32 - 8.0) * 3.0).collect();
             x[n - 1] = -1.0e30;
+            x[0] = -0.0;
             let mut y = x.clone();
             softmax_rows(&mut x, n);
             super::softmax_rows_generic(&mut y, n);
             if x.iter().zip(&y).any(|(a, b)| a.to_bits() != b.to_bits()) {
-                bad.push(format!("softmax_rows, rows of {n}: {x:?} vs {y:?}"));
+                bad.push(format!("softmax_rows, a row of {n}: {x:?} vs {y:?}"));
+            }
+            // rows with a NaN, with +∞, and of −∞ only become NaN (the native loop's rule, tested
+            // natively; LLVM's wasm build of the generic loop does not keep it)
+            for special in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let mut x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+                if special == f32::NEG_INFINITY {
+                    x.fill(special);
+                } else {
+                    x[n / 2] = special;
+                }
+                softmax_rows(&mut x, n);
+                if !x.iter().all(|v| v.is_nan()) {
+                    bad.push(format!("softmax_rows, a row of {n} with {special}: {x:?}"));
+                }
             }
         }
         bad
