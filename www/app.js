@@ -141,8 +141,9 @@ function startWorker(kind = workerKind || "cpu") {
   workerKind = kind;
   worker = new Worker(WORKERS[kind].loader, { type: "module" });
   document.body.dataset.workers = Number(document.body.dataset.workers || 0) + 1; // for tests
-  worker.onmessage = (ev) => onMessage(ev.data);
   const mine = worker;
+  // a replaced worker's last messages (say, a second report of the same lost GPU) are not ours
+  worker.onmessage = (ev) => { if (worker === mine) onMessage(ev.data); };
   worker.onerror = (ev) => {
     ev.preventDefault();
     // A panic in Rust posts its own message (with its text) before the wasm traps; the trap's

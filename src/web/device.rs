@@ -16,7 +16,7 @@ fn cpu(fallback: Option<String>) -> Chosen {
 }
 
 #[cfg(not(feature = "wgpu"))]
-pub async fn choose(backend: Option<Backend>) -> Chosen {
+pub async fn choose(backend: Option<Backend>, _on_lost: fn(String)) -> Chosen {
     cpu((backend == Some(Backend::Webgpu)).then(|| "This is the CPU build of the worker; WebGPU runs in the other one.".to_string()))
 }
 
@@ -92,7 +92,11 @@ mod webgpu {
 
     /// WebGPU unless the CPU is asked for. (The page starts this build only for a hardware adapter,
     /// or when WebGPU is asked for by name; see `workerFor` in www/app.js.)
-    pub async fn choose(backend: Option<Backend>) -> Chosen {
+    ///
+    /// `on_lost` runs when the device's `lost` promise settles. A forward in flight on a lost device
+    /// may never finish (a buffer map or a work-done callback that never comes), so the loss is
+    /// reported from there, not from the forward's error.
+    pub async fn choose(backend: Option<Backend>, on_lost: fn(String)) -> Chosen {
         if backend == Some(Backend::Cpu) {
             return cpu(None);
         }
@@ -102,7 +106,10 @@ mod webgpu {
                 let info = setup.adapter.get_info();
                 let adapter = format!("{} ({:?})", info.name, info.backend);
                 DEVICE_LOST.store(false, Ordering::SeqCst);
-                setup.device.set_device_lost_callback(|_, _| DEVICE_LOST.store(true, Ordering::SeqCst));
+                setup.device.set_device_lost_callback(move |reason, message| {
+                    DEVICE_LOST.store(true, Ordering::SeqCst);
+                    on_lost(format!("{reason:?}: {message}"));
+                });
                 SETUP.with_borrow_mut(|s| *s = Some(setup));
                 Chosen { device, name: "webgpu", adapter, fallback: None }
             }

@@ -253,6 +253,15 @@ fn wasm_memory_bytes() -> f64 {
     wasm_bindgen::memory().dyn_into::<js_sys::WebAssembly::Memory>().map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length() as f64).unwrap_or(f64::NAN)
 }
 
+/// Tell the page, once, that the GPU device is gone: it then moves to the CPU worker. The device's
+/// lost callback, a panic and a failed forward may all notice the same loss.
+fn report_device_lost(message: String) {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REPORTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        post(&Reply::Fatal { kind: "device-lost", message });
+    }
+}
+
 /// Whether an error message describes a GPU device that is gone.
 fn is_device_loss(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -269,8 +278,11 @@ pub fn start() {
         let message = format!("internal error: {info}");
         web_sys::console::error_1(&message.clone().into());
         let on_gpu = WORKER.try_with(|w| w.try_borrow().map(|w| w.backend == "webgpu").unwrap_or(false)).unwrap_or(false);
-        let kind = if on_gpu && is_device_loss(&message) { "device-lost" } else { "panic" };
-        post(&Reply::Fatal { kind, message });
+        if on_gpu && is_device_loss(&message) {
+            report_device_lost(message);
+        } else {
+            post(&Reply::Fatal { kind: "panic", message });
+        }
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
         Ok(Request::InitFile { name, backend }) => {
@@ -435,7 +447,7 @@ async fn run_pending() {
                 post_frame(&frame);
             }
             Err(e) if WORKER.with_borrow(|w| w.backend) == "webgpu" && is_device_loss(&e.to_string()) => {
-                post(&Reply::Fatal { kind: "device-lost", message: format!("the GPU device was lost ({e})") });
+                report_device_lost(format!("the GPU device was lost ({e})"));
                 break;
             }
             Err(e) => post_error(Some(seq), e.to_string(), true),
@@ -583,7 +595,7 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
     if superseded() {
         return Ok(());
     }
-    let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend).await;
+    let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend, |m| report_device_lost(format!("the GPU device was lost ({m})"))).await;
     let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
     drop(bytes);
     if superseded() {
