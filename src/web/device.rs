@@ -42,7 +42,7 @@ pub use webgpu::*;
 #[cfg(feature = "wgpu")]
 mod webgpu {
     use std::cell::RefCell;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
     use wasm_bindgen::prelude::*;
 
@@ -65,6 +65,10 @@ mod webgpu {
     /// Set by the GPU device's lost callback (or the test hook): errors after it mean a lost device.
     static DEVICE_LOST: AtomicBool = AtomicBool::new(false);
 
+    /// Which device is the session's: each `choose` and `release` moves it on, so a device that
+    /// an earlier session used cannot report a loss for the current one.
+    static CURRENT: AtomicU32 = AtomicU32::new(0);
+
     pub fn lost() -> bool {
         DEVICE_LOST.load(Ordering::SeqCst)
     }
@@ -80,6 +84,7 @@ mod webgpu {
     }
 
     pub fn release() {
+        CURRENT.fetch_add(1, Ordering::SeqCst);
         SETUP.with_borrow_mut(|s| *s = None);
     }
 
@@ -106,9 +111,12 @@ mod webgpu {
                 let info = setup.adapter.get_info();
                 let adapter = format!("{} ({:?})", info.name, info.backend);
                 DEVICE_LOST.store(false, Ordering::SeqCst);
+                let id = CURRENT.fetch_add(1, Ordering::SeqCst) + 1;
                 setup.device.set_device_lost_callback(move |reason, message| {
-                    DEVICE_LOST.store(true, Ordering::SeqCst);
-                    on_lost(format!("{reason:?}: {message}"));
+                    if CURRENT.load(Ordering::SeqCst) == id {
+                        DEVICE_LOST.store(true, Ordering::SeqCst);
+                        on_lost(format!("{reason:?}: {message}"));
+                    }
                 });
                 SETUP.with_borrow_mut(|s| *s = Some(setup));
                 Chosen { device, name: "webgpu", adapter, fallback: None }
