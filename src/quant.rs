@@ -5,13 +5,15 @@
 //! 32 high bits, 16 bytes) and Q8_0 (scale and 32 signed bytes); B = 256 for the K-quants Q4_K and
 //! Q6_K (sub-blocks of 32 or 16 values with 6- or 8-bit scales under an f16 super-scale). This module
 //! is the one place that knows the block layouts: the GGUF reader's expansion calls [`dequant_row`].
-//! Two kernels compute on them, both exact up to float rounding order (the activations stay f32):
-//! * **fused** (few input rows: the output head, one more typed token): each block is expanded in
-//!   registers (to exactly the value the reader's expansion gives: `q·d + m`; for the symmetric
-//!   types the scale is applied once per block, `d·Σ q·x`) and multiplied into the dot product at
-//!   once. Factoring Q4_1's minimum out too (`m·Σ x`) would save an operation, but the two large
-//!   terms cancel on the model's massive activations and the result drifted from the tiled
-//!   kernel's beyond the incremental-forward test's bound, so it is not done;
+//! Two kernels compute on them, both exact up to float rounding (the activations stay f32, or
+//! in wasm are split into integer parts that keep 30 bits of each block):
+//! * **fused** (few input rows: the output head, one more typed token): natively each block is
+//!   expanded in registers (to exactly the value the reader's expansion gives: `q·d + m`; for the
+//!   symmetric types the scale is applied once per block, `d·Σ q·x`) and multiplied into the dot
+//!   product at once (factoring Q4_1's minimum out, `m·Σ x`, lets two large terms cancel on the
+//!   model's massive activations: the result drifted from the tiled kernel's beyond the native
+//!   incremental-forward test's bound). In wasm the weights' integers are multiplied with integer
+//!   dot products on the inputs split into two 16-bit parts (`wasm_fused`);
 //! * **tiled** (many input rows): a few weight rows at a time are expanded to f32 for the
 //!   register-blocked kernel of [`crate::linear`], which multiplies every input row with them, so
 //!   each weight is decoded once per forward however long the prompt.
@@ -374,30 +376,34 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
 }
 
 /// The fused kernel written out in WebAssembly SIMD for the 32-value block types (Q4_0, Q4_1, Q8_0:
-/// SmolLM2's layers and its output head), and the tiled kernel's expansion of them. LLVM's
-/// vectorisation of [`dot_row`] widens the bytes one lane at a time; here a block is decoded into
-/// 8 vectors of 4 weights and multiplied into up to three input rows at once, so each block is
-/// decoded once per product. The choices, each measured in Chromium 156's V8 (one input row,
-/// relaxed SIMD, a 576 x 49152 matrix streamed from memory; GMAC/s before → after):
+/// SmolLM2's layers and its output head), and the tiled kernel's expansion of them.
+///
+/// The fused kernel multiplies in integers: the input rows are split once per product into two
+/// 16-bit integers per value under a power-of-two scale per block ([`Split`]: 2^-30 of the block's
+/// largest value is lost, far below f32's rounding of each product, 2^-24), and each block's
+/// `Σ q·x` is two runs of `i32x4.dot_i16x8_s` (eight multiply-adds per instruction) on the raw
+/// 4- or 8-bit weights, scaled by `d` once per block; Q4_1's minimum adds `m · Σ x`. Measured in
+/// Chromium 156's V8 against the f32 kernel it replaced (which expanded each weight to `q·d + m`
+/// in registers, then multiplied; relaxed SIMD, GMAC/s): Q4_1 576 x 1536 6.5 → 7.1–7.5, 1536 x
+/// 576 6.8 → 7.7; Q8_0 576 x 49,152 streamed from memory 7.2 → 8.7. The f32 kernel needed ~50
+/// vector instructions per block and row, this one ~35. Choices, each measured there:
 /// * the f16 scales of a row are converted four blocks at a time into a small buffer ([`f16x4`],
 ///   with shifts rather than masks), not one by one in scalar code;
 /// * the kernel is instantiated per block type, so no `match` stays in the inner loop;
-/// * Q4_1 and Q8_0 are decoded in their bytes' own order ([`decode_lanes`]: two shifts by
-///   immediates per vector of weights), the inputs permuted once per product to match. V8 makes
-///   widening bytes in order cost about three instructions per vector, and rebuilds a vector
-///   constant (a mask, a shuffle pattern) at every use inside a loop;
-/// * Q4_1 weights are expanded to exactly [`dequant_row`]'s values before the multiply (`q·d` is
-///   exact in f32: at most 8 + 11 significant bits, so a fused `q·d + m` rounds once, as the
-///   separate add does). For the symmetric types (Q4_0, Q8_0) the scale is applied once per block
-///   to `Σ q·x` instead: the same numbers up to rounding. Factoring Q4_1's minimum out as well
-///   (`m·Σ x`) is not done: the two large terms cancel on the model's massive activations, and the
-///   result drifted from the tiled kernel's beyond the incremental-forward test's bound.
+/// * the weights are decoded in their bytes' own order ([`decode_i16`]: one or two shifts by
+///   immediates per vector of eight), the inputs split in the matching order. V8 rebuilds a vector
+///   constant (a mask, a shuffle pattern) at every use inside a loop, so there are none there: the
+///   low parts' 2^-15 is applied once per weight row, to their own accumulator.
 ///
-/// Together: Q4_1 5.3 → 6.5, Q8_0 6.7 → 7.2 GMAC/s. Tried and slower in V8: byte shuffles
-/// (`i8x16.swizzle`, its index vectors are constants), masks in place of the shifts, two weight
-/// rows per pass sharing the loads of `x` (register spills). With the `relaxed-simd` target
-/// feature (the second CPU build, `scripts/build-web.sh`) the multiply-adds are fused where the
-/// CPU has FMA.
+/// Factoring out the minimum (`d·Σ q·x + m·Σ x`) lets the two large terms cancel on the model's
+/// massive activations; natively, in f32, that drifted from the tiled kernel beyond the native
+/// incremental-forward test's bound (8e-6 relative), so the native fused kernel ([`dot_row`]) keeps
+/// `(q·d + m)·x`. Here the browser's own test of the same (one more word against a fresh forward,
+/// 1e-4: `tests/e2e/run.mjs`) holds, and the worker's kernel check compares this kernel with the
+/// portable one on random blocks (2e-5 of the largest output). Tried and slower in V8: byte
+/// shuffles (`i8x16.swizzle`, its index vectors are constants), two weight rows per pass sharing
+/// the loads of `x` (register spills). With the `relaxed-simd` target feature (the second CPU
+/// build, `scripts/build-web.sh`) the f32 multiply-adds are fused where the CPU has FMA.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod wasm_fused {
     use super::{f16_to_f32, QType};
@@ -515,99 +521,142 @@ mod wasm_fused {
             && [QType::Q4_0.code(), QType::Q4_1.code(), QType::Q8_0.code()] == [Q4_0, Q4_1, Q8_0]
     }
 
-    /// One block's product with each of the `T` input rows (x: the block's first value in row 0),
-    /// added to the accumulators: `Σ w·x` for Q4_1, `d · Σ q·x` for the symmetric types.
-    #[inline(always)]
-    unsafe fn mac<const T: usize, const Q: u32>(q: &[v128; 8], d: v128, x: *const f32, k: usize, acc: &mut [[v128; 4]; T]) {
-        for (r, a) in acc.iter_mut().enumerate() {
-            let xs = x.add(r * k);
-            let ld = |g: usize| v128_load(xs.add(4 * g) as *const v128);
-            if Q == Q4_1 {
-                for g in 0..8 {
-                    a[g % 4] = madd(q[g], ld(g), a[g % 4]);
-                }
-            } else {
-                let (mut s0, mut s1) = (f32x4_mul(q[0], ld(0)), f32x4_mul(q[1], ld(1)));
-                for g in (2..8).step_by(2) {
-                    s0 = madd(q[g], ld(g), s0);
-                    s1 = madd(q[g + 1], ld(g + 1), s1);
-                }
-                a[0] = madd(f32x4_add(s0, s1), d, a[0]);
-            }
-        }
-    }
-
-    /// The weight (0..32 in its block) that lane `l` of vector `i` of [`decode_lanes`] holds; the
-    /// fused kernel permutes its inputs to match, once per product.
+    /// The weight (0..32 in its block) that lane `l` (0..8) of vector `i` (0..4) of [`decode_i16`]
+    /// holds; [`split`] writes the inputs in this order.
     #[inline(always)]
     fn lane_source<const Q: u32>(i: usize, l: usize) -> usize {
         match Q {
-            Q4_1 => 4 * l + i / 2 + 16 * (i % 2),
-            Q8_0 => 16 * (i / 4) + 4 * l + i % 4,
-            _ => 4 * i + l,
+            // u16 lane l is bytes 2l, 2l + 1; a byte's low nibble is weight b, its high one b + 16
+            Q4_0 | Q4_1 => 2 * l + i / 2 + 16 * (i % 2),
+            // vectors 0, 1: the even and odd bytes of the first 16; 2, 3: of the last 16
+            _ => 16 * (i / 2) + 2 * l + i % 2,
         }
     }
 
-    /// A block's 32 weights for the fused kernel, in the order of [`lane_source`] (Q4_1's values
-    /// `q·d + m`; the integers `q` of Q4_0 and Q8_0). Q4_1 and Q8_0 read each u32 lane of their
-    /// bytes in place: nibble or byte `i` of a lane is two shifts by immediates away from an
-    /// integer, where widening bytes in order costs about three instructions per vector in V8
-    /// (its "high half" extends are two each) and masks cost more: V8 rebuilds a vector constant
-    /// at every use in a loop. Measured in Chromium 156 (Q4_1, one input row): 5.7 → 6.3 GMAC/s.
+    /// A block's 32 weights as four vectors of eight i16 in the order of [`lane_source`]: the
+    /// nibbles `q` (0..16) of Q4_0 and Q4_1, the signed bytes of Q8_0. Each u16 lane of the bytes
+    /// is read in place: a nibble or byte is one or two shifts by immediates away (V8 rebuilds a
+    /// vector constant, such as a mask, at every use in a loop).
     #[inline(always)]
-    unsafe fn decode_lanes<const Q: u32>(b: *const u8, d: v128, m: v128) -> [v128; 8] {
-        let mut q = [f32x4_splat(0.0); 8];
+    unsafe fn decode_i16<const Q: u32>(b: *const u8) -> [v128; 4] {
         match Q {
-            Q4_1 => {
-                let v = v128_load(b.add(4) as *const v128);
-                for (i, qi) in q.iter_mut().enumerate() {
-                    let nibble = u32x4_shr(u32x4_shl(v, 28 - 4 * i as u32), 28);
-                    *qi = madd(f32x4_convert_i32x4(nibble), d, m);
-                }
+            Q4_0 | Q4_1 => {
+                let v = v128_load(b.add(block_bytes::<Q>() - 16) as *const v128);
+                [u16x8_shr(i16x8_shl(v, 12), 12), u16x8_shr(i16x8_shl(v, 8), 12), u16x8_shr(i16x8_shl(v, 4), 12), u16x8_shr(v, 12)]
             }
-            Q8_0 => {
-                for (i, qi) in q.iter_mut().enumerate() {
-                    let v = v128_load(b.add(2 + 16 * (i / 4)) as *const v128);
-                    *qi = f32x4_convert_i32x4(i32x4_shr(i32x4_shl(v, 24 - 8 * (i % 4) as u32), 24));
-                }
+            _ => {
+                let (v, u) = (v128_load(b.add(2) as *const v128), v128_load(b.add(18) as *const v128));
+                [i16x8_shr(i16x8_shl(v, 8), 8), i16x8_shr(v, 8), i16x8_shr(i16x8_shl(u, 8), 8), i16x8_shr(u, 8)]
             }
-            _ => q = decode::<Q>(b, d, m),
         }
-        q
     }
 
-    /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`.
+    /// The input rows split for the integer products: per block of 32 values a power of two `2^e`
+    /// ([`Split::scale`]) and each value as `x = 2^e · (h + l · 2^-15)` with two i16 `h` and `l`
+    /// ([`Split::hl`]: the block's 32 `h`, then its 32 `l`, in the order of [`lane_source`]), and
+    /// the block's `Σ x` in f32 (for the minimum of Q4_0 and Q4_1).
+    ///
+    /// Exactness: `e` puts the block's largest `|x|` below `2^14 · 2^e`, so `x · 2^-e` (exact: a
+    /// power of two), its nearest integer `h` (`|h| ≤ 2^14`) and the rest `x · 2^-e - h` (exact,
+    /// `|·| ≤ 1/2`) lose nothing; only `l`, the rest times `2^15` rounded, does: by at most
+    /// `2^e · 2^-16`, i.e. 2^-30 of the block's largest value — far below f32's own rounding of
+    /// the products (2^-24 of each). A block with a NaN or infinity gets a NaN scale (its
+    /// products come out NaN); a block of zeros a zero one.
+    struct Split {
+        hl: Vec<i16>,
+        scale: Vec<f32>,
+        sum: Vec<f32>,
+    }
+
+    /// [`Split`] of `t` rows of `k` values (k a multiple of 32), for block type code `Q`.
+    fn split<const Q: u32>(x: &[f32], t: usize, k: usize) -> Split {
+        let nb = t * (k / 32);
+        let mut sp = Split { hl: vec![0; nb * 64], scale: vec![0.0; nb], sum: vec![0.0; nb] };
+        for (((xb, hl), scale), sum) in x[..t * k].chunks_exact(32).zip(sp.hl.chunks_exact_mut(64)).zip(&mut sp.scale).zip(&mut sp.sum) {
+            *sum = xb.iter().sum();
+            if !sum.is_finite() && !xb.iter().all(|v| v.is_finite()) {
+                *scale = f32::NAN;
+                continue;
+            }
+            let max = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            if max == 0.0 {
+                continue;
+            }
+            // max < 2^(E + 1) with E its exponent; e = E - 13 (at least -120, so that 2^-e is an
+            // f32: smaller blocks lose bits below 2^-135, nothing an f32 product would keep)
+            let e = ((max.to_bits() >> 23) as i32 - 127 - 13).max(-120);
+            let (up, down) = (f32::from_bits(((127 - e) as u32) << 23), f32::from_bits(((127 + e) as u32) << 23));
+            *scale = down;
+            for i in 0..4 {
+                for l in 0..8 {
+                    let y = xb[lane_source::<Q>(i, l)] * up;
+                    let h = y.round_ties_even();
+                    hl[8 * i + l] = h as i16;
+                    hl[32 + 8 * i + l] = ((y - h) * 32768.0).round_ties_even() as i16;
+                }
+            }
+        }
+        sp
+    }
+
+    /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`, with
+    /// integer dot products (`i32x4.dot_i16x8_s`: eight products per instruction) on the split
+    /// inputs ([`Split`]): per block `d · 2^e · (Σ q·h + 2^-15 · Σ q·l)`, plus `m · Σ x` for Q4_1
+    /// (`m = -8d` for Q4_0). The integer sums are exact and below 2^24, so their conversion to f32
+    /// is too; what differs from f32 products is rounding of the same order.
     #[inline(always)]
     unsafe fn rows<const T: usize, const Q: u32>(x: &[f32], k: usize, w: &[u8], n: usize, out: &mut [f32]) {
         let bb = block_bytes::<Q>();
         let (nb, rb) = (k / 32, k / 32 * bb);
-        // the inputs in the order of `decode_lanes` (Q4_0 decodes in order: no copy)
-        let mut xp = vec![0f32; if Q == Q4_0 { 0 } else { T * k }];
-        for (xr, pr) in x.chunks_exact(k).zip(xp.chunks_exact_mut(k)).take(T) {
-            for (xb, pb) in xr.chunks_exact(32).zip(pr.chunks_exact_mut(32)) {
-                for i in 0..8 {
-                    for l in 0..4 {
-                        pb[4 * i + l] = xb[lane_source::<Q>(i, l)];
-                    }
-                }
-            }
-        }
-        let xs = if Q == Q4_0 { x } else { &xp[..] };
+        let sp = split::<Q>(x, T, k);
         let (mut ds, mut ms) = ([0f32; CHUNK], [0f32; CHUNK]);
+        let mut dsx = [[0f32; CHUNK]; T];
         for j in 0..n {
-            let mut acc = [[f32x4_splat(0.0); 4]; T];
+            let (mut acc, mut accl, mut accm) = ([f32x4_splat(0.0); T], [f32x4_splat(0.0); T], [f32x4_splat(0.0); T]);
             let wr = w.as_ptr().add(j * rb);
             for c0 in (0..nb).step_by(CHUNK) {
                 let cn = (nb - c0).min(CHUNK);
                 scales(wr.add(c0 * bb), bb, cn, &mut ds, &mut ms);
+                // per row: d · 2^e of each block, and the minimums' share Σ m · Σx (4 blocks a step)
+                for r in 0..T {
+                    let (sc, sm) = (sp.scale.as_ptr().add(r * nb + c0), sp.sum.as_ptr().add(r * nb + c0));
+                    let mut i = 0;
+                    while i + 4 <= cn {
+                        let d = v128_load(ds.as_ptr().add(i) as *const v128);
+                        v128_store(dsx[r].as_mut_ptr().add(i) as *mut v128, f32x4_mul(d, v128_load(sc.add(i) as *const v128)));
+                        match Q {
+                            Q4_0 => accm[r] = madd(f32x4_mul(d, f32x4_splat(-8.0)), v128_load(sm.add(i) as *const v128), accm[r]),
+                            Q4_1 => accm[r] = madd(v128_load(ms.as_ptr().add(i) as *const v128), v128_load(sm.add(i) as *const v128), accm[r]),
+                            _ => {}
+                        }
+                        i += 4;
+                    }
+                    for i in i..cn {
+                        dsx[r][i] = ds[i] * *sc.add(i);
+                        let m = match Q {
+                            Q4_0 => -8.0 * ds[i],
+                            Q4_1 => ms[i],
+                            _ => 0.0,
+                        };
+                        accm[r] = f32x4_replace_lane::<0>(accm[r], f32x4_extract_lane::<0>(accm[r]) + m * *sm.add(i));
+                    }
+                }
                 for i in 0..cn {
-                    let (d, m) = (v128_load32_splat(ds.as_ptr().add(i) as *const u32), v128_load32_splat(ms.as_ptr().add(i) as *const u32));
-                    let q = decode_lanes::<Q>(wr.add((c0 + i) * bb), d, m);
-                    mac::<T, Q>(&q, d, xs.as_ptr().add((c0 + i) * 32), k, &mut acc);
+                    let q = decode_i16::<Q>(wr.add((c0 + i) * bb));
+                    for r in 0..T {
+                        let p = sp.hl.as_ptr().add((r * nb + c0 + i) * 64) as *const v128;
+                        let dot = |v: usize| i32x4_dot_i16x8(q[v % 4], v128_load(p.add(v)));
+                        let hi = i32x4_add(i32x4_add(dot(0), dot(1)), i32x4_add(dot(2), dot(3)));
+                        let lo = i32x4_add(i32x4_add(dot(4), dot(5)), i32x4_add(dot(6), dot(7)));
+                        let dx = v128_load32_splat(dsx[r].as_ptr().add(i) as *const u32);
+                        acc[r] = madd(f32x4_convert_i32x4(hi), dx, acc[r]);
+                        accl[r] = madd(f32x4_convert_i32x4(lo), dx, accl[r]);
+                    }
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                let s = f32x4_add(f32x4_add(a[0], a[2]), f32x4_add(a[1], a[3]));
+            for r in 0..T {
+                // the low parts' products scaled by 2^-15 once per weight row (exact: a power of two)
+                let s = f32x4_add(madd(accl[r], f32x4_splat(1.0 / 32768.0), acc[r]), accm[r]);
                 *out.get_unchecked_mut(r * n + j) = (f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<2>(s)) + (f32x4_extract_lane::<1>(s) + f32x4_extract_lane::<3>(s));
             }
         }
@@ -665,6 +714,46 @@ mod wasm_fused {
             }
         }
         (!codes_agree()).then(|| "the fused kernel's block codes or sizes disagree with QType".to_string())
+    }
+
+    /// [`split`] on edge inputs: each value comes back within 2^-29 of its block's largest, or
+    /// 2^-136 in blocks of subnormals (zeros exactly; tiny, huge and mixed magnitudes; both lane
+    /// orders), and a block with a NaN or an infinity gets a NaN scale. A line for the first
+    /// failure.
+    pub fn split_check() -> Option<String> {
+        let mut x: Vec<f32> = (0..32).map(|i| (i as f32 - 15.5) * 0.37).collect();
+        x.extend((0..32).map(|i| if i == 7 { 2500.0 } else { (i as f32).sin() * 1e-3 }));
+        x.extend([0.0f32; 32]);
+        x.extend((0..32).map(|i| (i as f32 + 1.0) * 1e-41)); // subnormals
+        x.extend((0..32).map(|i| (i as f32 - 16.0) * 1e37));
+        x.extend((0..32).map(|i| 1.0 + i as f32 * f32::EPSILON)); // bits near f32's last
+        let blocks = x.len() / 32;
+        for q in [Q4_1, Q8_0] {
+            let sp = if q == Q4_1 { split::<Q4_1>(&x, 1, x.len()) } else { split::<Q8_0>(&x, 1, x.len()) };
+            for b in 0..blocks {
+                let xb = &x[32 * b..32 * b + 32];
+                let max = xb.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
+                for i in 0..4 {
+                    for l in 0..8 {
+                        let src = if q == Q4_1 { lane_source::<Q4_1>(i, l) } else { lane_source::<Q8_0>(i, l) };
+                        let hl = &sp.hl[64 * b..64 * b + 64];
+                        let back = sp.scale[b] as f64 * (hl[8 * i + l] as f64 + hl[32 + 8 * i + l] as f64 / 32768.0);
+                        let err = (back - xb[src] as f64).abs();
+                        if !(err <= (max * 2f64.powi(-29)).max(2f64.powi(-136))) || (max == 0.0 && err != 0.0) {
+                            return Some(format!("split (type {q}) block {b} value {src}: {} back as {back}", xb[src]));
+                        }
+                    }
+                }
+            }
+        }
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut y = vec![1.0f32; 32];
+            y[5] = bad;
+            if !split::<Q4_1>(&y, 1, 32).scale[0].is_nan() {
+                return Some(format!("split: a block with {bad} did not get a NaN scale"));
+            }
+        }
+        None
     }
 
     /// `out = x · Wᵀ` for `t` (1..=3) input rows; false when the block type is not one of these.
@@ -828,6 +917,8 @@ pub fn self_check() -> (usize, Vec<String>) {
     {
         cases += 1;
         failures.extend(wasm_fused::scales_check());
+        cases += 1;
+        failures.extend(wasm_fused::split_check());
     }
     (cases, failures)
 }
