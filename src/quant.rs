@@ -384,9 +384,10 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
 /// `Σ q·x` is two runs of `i32x4.dot_i16x8_s` (eight multiply-adds per instruction) on the raw
 /// 4- or 8-bit weights, scaled by `d` once per block; Q4_1's minimum adds `m · Σ x`. Measured in
 /// Chromium 156's V8 against the f32 kernel it replaced (which expanded each weight to `q·d + m`
-/// in registers, then multiplied; relaxed SIMD, GMAC/s): Q4_1 576 x 1536 6.5 → 7.1–7.5, 1536 x
-/// 576 6.8 → 7.7; Q8_0 576 x 49,152 streamed from memory 7.2 → 8.7. The f32 kernel needed ~50
-/// vector instructions per block and row, this one ~35. Choices, each measured there:
+/// in registers, then multiplied; relaxed SIMD, GMAC/s): Q4_1 576 x 1536 6.5 → 7.7, 1536 x 576
+/// 6.8 → 8.3; Q8_0 576 x 49,152 streamed from memory 7.2 → 8.6 (three input rows: Q4_1 11.6 →
+/// 10.8, slower). The f32 kernel needed ~50 vector instructions per block and row, this one ~35.
+/// Choices, each measured there:
 /// * the f16 scales of a row are converted four blocks at a time into a small buffer ([`f16x4`],
 ///   with shifts rather than masks), not one by one in scalar code;
 /// * the kernel is instantiated per block type, so no `match` stays in the inner loop;
