@@ -6,14 +6,14 @@
 //! Q6_K (sub-blocks of 32 or 16 values with 6- or 8-bit scales under an f16 super-scale). This module
 //! is the one place that knows the block layouts: the GGUF reader's expansion calls [`dequant_row`].
 //! Two kernels compute on them, both exact up to float rounding (the activations stay f32, or
-//! in wasm are split into integer parts that keep 30 bits of each block):
+//! in wasm are split into integer parts that keep 29 bits of each block):
 //! * **fused** (few input rows: the output head, one more typed token): natively each block is
-//!   expanded in registers (to exactly the value the reader's expansion gives: `q·d + m`; for the
-//!   symmetric types the scale is applied once per block, `d·Σ q·x`) and multiplied into the dot
-//!   product at once (factoring Q4_1's minimum out, `m·Σ x`, lets two large terms cancel on the
-//!   model's massive activations: the result drifted from the tiled kernel's beyond the native
-//!   incremental-forward test's bound). In wasm the weights' integers are multiplied with integer
-//!   dot products on the inputs split into two 16-bit parts (`wasm_fused`);
+//!   expanded in registers (to exactly the value the reader's expansion gives, `q·d + m`) and
+//!   multiplied into the dot product at once (factoring Q4_1's minimum out, `m·Σ x`, lets two large
+//!   terms cancel on the model's massive activations: in f32 the result drifted from the tiled
+//!   kernel's beyond the native incremental-forward test's bound). In wasm the weights' integers
+//!   are multiplied with integer dot products on the inputs split into two 16-bit parts
+//!   (`wasm_fused`);
 //! * **tiled** (many input rows): a few weight rows at a time are expanded to f32 for the
 //!   register-blocked kernel of [`crate::linear`], which multiplies every input row with them, so
 //!   each weight is decoded once per forward however long the prompt.
@@ -379,10 +379,12 @@ fn matmul_nt_q_generic(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: us
 /// SmolLM2's layers and its output head), and the tiled kernel's expansion of them.
 ///
 /// The fused kernel multiplies in integers: the input rows are split once per product into two
-/// 16-bit integers per value under a power-of-two scale per block ([`Split`]: 2^-30 of the block's
-/// largest value is lost, far below f32's rounding of each product, 2^-24), and each block's
+/// 16-bit integers per value under a power-of-two scale per block ([`Split`]: at most 2^-29 of the
+/// block's largest value is lost, below f32's rounding of the block's largest product, 2^-24 of
+/// it), and each block's
 /// `Σ q·x` is two runs of `i32x4.dot_i16x8_s` (eight multiply-adds per instruction) on the raw
-/// 4- or 8-bit weights, scaled by `d` once per block; Q4_1's minimum adds `m · Σ x`. Measured in
+/// 4- or 8-bit weights, scaled by `d` once per block; Q4_1's minimum adds `m · Σ x` (Q4_0's
+/// offset, `-8d · Σ x`, the same way). Measured in
 /// Chromium 156's V8 against the f32 kernel it replaced (which expanded each weight to `q·d + m`
 /// in registers, then multiplied; relaxed SIMD, GMAC/s): Q4_1 576 x 1536 6.5 → 7.7, 1536 x 576
 /// 6.8 → 8.3; Q8_0 576 x 49,152 streamed from memory 7.2 → 8.6 (three input rows: Q4_1 11.6 →
@@ -555,13 +557,16 @@ mod wasm_fused {
     /// The input rows split for the integer products: per block of 32 values a power of two `2^e`
     /// ([`Split::scale`]) and each value as `x = 2^e · (h + l · 2^-15)` with two i16 `h` and `l`
     /// ([`Split::hl`]: the block's 32 `h`, then its 32 `l`, in the order of [`lane_source`]), and
-    /// the block's `Σ x` in f32 (for the minimum of Q4_0 and Q4_1).
+    /// the block's `Σ x · 2^-e` in f32 (for the minimum of Q4_0 and Q4_1).
     ///
     /// Exactness: `e` puts the block's largest `|x|` below `2^14 · 2^e`, so `x · 2^-e` (exact: a
     /// power of two), its nearest integer `h` (`|h| ≤ 2^14`) and the rest `x · 2^-e - h` (exact,
     /// `|·| ≤ 1/2`) lose nothing; only `l`, the rest times `2^15` rounded, does: by at most
-    /// `2^e · 2^-16`, i.e. 2^-30 of the block's largest value — far below f32's own rounding of
-    /// the products (2^-24 of each). A block with a NaN or infinity gets a NaN scale (its
+    /// `2^e · 2^-16`, i.e. at most 2^-29 of the block's largest value — below f32's own rounding
+    /// of the block's largest product (2^-24 of it; a much smaller value next to a large one keeps
+    /// fewer of its own bits, but the products they make are summed in f32 with the large one's
+    /// anyway). `Σ x` is kept as `Σ x · 2^-e` (the same rounding, as the factor is a power of two,
+    /// and no overflow: it is below 2^19). A block with a NaN or infinity gets a NaN scale (its
     /// products come out NaN); a block of zeros a zero one.
     struct Split {
         hl: Vec<i16>,
@@ -606,6 +611,10 @@ mod wasm_fused {
         let e = ((max.to_bits() >> 23) as i32 - 127 - 13).max(-120);
         let (up, down) = (f32x4_splat(f32::from_bits(((127 - e) as u32) << 23)), f32::from_bits(((127 + e) as u32) << 23));
         *scale = down;
+        let y: [v128; 8] = core::array::from_fn(|i| f32x4_mul(v[i], up));
+        // Σ x · 2^-e, summed as Σ x was (a power of two: the same roundings, but no overflow)
+        let s = f32x4_add(f32x4_add(f32x4_add(y[0], y[1]), f32x4_add(y[2], y[3])), f32x4_add(f32x4_add(y[4], y[5]), f32x4_add(y[6], y[7])));
+        *sum = lanes(s, |a, b| a + b);
         // h = nearest(x · 2^-e), l = nearest((x · 2^-e - h) · 2^15), as i16 in x's order
         let (mut h, mut l) = ([i16x8_splat(0); 4], [i16x8_splat(0); 4]);
         for p in 0..4 {
@@ -613,7 +622,7 @@ mod wasm_fused {
                 let hv = f32x4_nearest(y);
                 (i32x4_trunc_sat_f32x4(hv), i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(f32x4_sub(y, hv), f32x4_splat(32768.0)))))
             };
-            let ((h0, l0), (h1, l1)) = (part(f32x4_mul(v[2 * p], up)), part(f32x4_mul(v[2 * p + 1], up)));
+            let ((h0, l0), (h1, l1)) = (part(y[2 * p]), part(y[2 * p + 1]));
             h[p] = i16x8_narrow_i32x4(h0, h1);
             l[p] = i16x8_narrow_i32x4(l0, l1);
         }
@@ -632,8 +641,8 @@ mod wasm_fused {
     /// out[i, j] for the `T` rows of x against every weight row j, blocks of type code `Q`, with
     /// integer dot products (`i32x4.dot_i16x8_s`: eight products per instruction) on the split
     /// inputs ([`Split`]): per block `d · 2^e · (Σ q·h + 2^-15 · Σ q·l)`, plus `m · Σ x` for Q4_1
-    /// (`m = -8d` for Q4_0). The integer sums are exact and below 2^24, so their conversion to f32
-    /// is too; what differs from f32 products is rounding of the same order.
+    /// (`m = -8d` for Q4_0). The integer sums are exact and at most 2^24 per i32 lane, so their
+    /// conversion to f32 is too; what differs from f32 products is rounding of the same order.
     #[inline(always)]
     unsafe fn rows<const T: usize, const Q: u32>(x: &[f32], k: usize, w: &[u8], n: usize, out: &mut [f32]) {
         let bb = block_bytes::<Q>();
@@ -647,16 +656,17 @@ mod wasm_fused {
             for c0 in (0..nb).step_by(CHUNK) {
                 let cn = (nb - c0).min(CHUNK);
                 scales(wr.add(c0 * bb), bb, cn, &mut ds, &mut ms);
-                // per row: d · 2^e of each block, and the minimums' share Σ m · Σx (4 blocks a step)
+                // per row: d · 2^e of each block, and the minimums' share Σ (m · 2^e) · (Σx · 2^-e)
+                // (4 blocks a step)
                 for r in 0..T {
                     let (sc, sm) = (sp.scale.as_ptr().add(r * nb + c0), sp.sum.as_ptr().add(r * nb + c0));
                     let mut i = 0;
                     while i + 4 <= cn {
-                        let d = v128_load(ds.as_ptr().add(i) as *const v128);
-                        v128_store(dsx[r].as_mut_ptr().add(i) as *mut v128, f32x4_mul(d, v128_load(sc.add(i) as *const v128)));
+                        let (d, e) = (v128_load(ds.as_ptr().add(i) as *const v128), v128_load(sc.add(i) as *const v128));
+                        v128_store(dsx[r].as_mut_ptr().add(i) as *mut v128, f32x4_mul(d, e));
                         match Q {
-                            Q4_0 => accm[r] = madd(f32x4_mul(d, f32x4_splat(-8.0)), v128_load(sm.add(i) as *const v128), accm[r]),
-                            Q4_1 => accm[r] = madd(v128_load(ms.as_ptr().add(i) as *const v128), v128_load(sm.add(i) as *const v128), accm[r]),
+                            Q4_0 => accm[r] = madd(f32x4_mul(f32x4_mul(d, f32x4_splat(-8.0)), e), v128_load(sm.add(i) as *const v128), accm[r]),
+                            Q4_1 => accm[r] = madd(f32x4_mul(v128_load(ms.as_ptr().add(i) as *const v128), e), v128_load(sm.add(i) as *const v128), accm[r]),
                             _ => {}
                         }
                         i += 4;
@@ -668,7 +678,7 @@ mod wasm_fused {
                             Q4_1 => ms[i],
                             _ => 0.0,
                         };
-                        accm[r] = f32x4_replace_lane::<0>(accm[r], f32x4_extract_lane::<0>(accm[r]) + m * *sm.add(i));
+                        accm[r] = f32x4_replace_lane::<0>(accm[r], f32x4_extract_lane::<0>(accm[r]) + m * *sc.add(i) * *sm.add(i));
                     }
                 }
                 for i in 0..cn {
@@ -748,8 +758,8 @@ mod wasm_fused {
 
     /// [`split`] on edge inputs: each value comes back within 2^-29 of its block's largest, or
     /// 2^-136 in blocks of subnormals (zeros exactly; tiny, huge and mixed magnitudes; both lane
-    /// orders), and a block with a NaN or an infinity gets a NaN scale. A line for the first
-    /// failure.
+    /// orders), a block whose sum overflows f32 keeps a finite scaled sum, and a block with a NaN
+    /// or an infinity gets a NaN scale. A line for the first failure.
     pub fn split_check() -> Option<String> {
         let mut x: Vec<f32> = (0..32).map(|i| (i as f32 - 15.5) * 0.37).collect();
         x.extend((0..32).map(|i| if i == 7 { 2500.0 } else { (i as f32).sin() * 1e-3 }));
@@ -776,6 +786,11 @@ mod wasm_fused {
                 }
             }
         }
+        // finite values whose sum overflows f32: the block is still split, its sum kept scaled
+        let big = split::<Q4_1>(&[3e37f32; 32], 1, 32);
+        if !(big.scale[0].is_finite() && big.sum[0].is_finite()) {
+            return Some(format!("split: 32 x 3e37 gave scale {} and scaled sum {}", big.scale[0], big.sum[0]));
+        }
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut y = vec![1.0f32; 32];
             y[5] = bad;
@@ -793,7 +808,8 @@ mod wasm_fused {
         }
         assert!(x.len() >= t * k && out.len() >= t * n && w.len() >= n * ty.row_bytes(k));
         // SAFETY: sizes are checked above (every load stays inside w's n rows; x's t rows are
-        // copied, permuted, into a buffer of the same size); each arm names its block type, so
+        // split into a buffer of 64 i16 per block of each row, which `rows` indexes by row and
+        // block); each arm names its block type, so
         // the block size `rows` assumes is the weights'; simd128 is enabled for the whole build.
         unsafe {
             match (t, ty) {

@@ -1,7 +1,8 @@
 // Measures how far one more typed word (the incremental forward on the fused kernels) moves the
 // numbers from a fresh full forward: for four edits of the example prompt, type, export the JSON,
 // reload the page (a full forward), export again, and print the largest |a - b| / (1 + |b|) per
-// exported quantity (the e2e test asserts ≤ 1e-4). A measurement, not a test: not in `make test`.
+// exported quantity (the e2e test asserts ≤ 1e-4). Edits of 1–3 new tokens run on the fused
+// kernels, longer ones on the tiled one. A measurement, not a test: not in `make test`.
 // Usage: node tests/e2e/drift.mjs   (DIST=folder measures another build; `make web` first)
 import { readFileSync } from "node:fs";
 import { serve } from "./serve.mjs";
@@ -13,7 +14,11 @@ const EX = "The capital of France is Paris. The capital of Germany is Berlin. Th
 async function download(click) { const [dl] = await Promise.all([page.waitForEvent("download", { timeout: 60000 }), click()]); return JSON.parse(readFileSync(await dl.path(), "utf8")); }
 function worst(a, b, acc = { d: 0, at: "" }, path = "") {
   if (typeof a === "number" && typeof b === "number") { const d = Math.abs(a - b) / (1 + Math.abs(b)); if (d > acc.d) { acc.d = d; acc.at = path; } return acc; }
-  if (Array.isArray(a)) { a.forEach((x, i) => worst(x, b[i], acc, `${path}[${i}]`)); return acc; }
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) throw new Error(`${path}: length ${a.length} vs ${b && b.length}`);
+    a.forEach((x, i) => worst(x, b[i], acc, `${path}[${i}]`));
+    return acc;
+  }
   if (a && typeof a === "object") { for (const k of Object.keys(a)) if (k !== "model") worst(a[k], b[k], acc, `${path}.${k}`); }
   return acc;
 }
