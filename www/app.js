@@ -231,6 +231,7 @@ function openLocal(file) {
 
 function onFatal(msg) {
   clearTimeout(slowTimer);
+  console.info(`sinkscope: the worker stopped (${msg.kind}): ${msg.message}`);
   if (msg.kind === "device-lost" && !gpuLostOnce) {
     // A lost GPU device: fall back to the CPU worker and re-run the current prompt.
     gpuLostOnce = true;

@@ -60,6 +60,8 @@ mod webgpu {
 
     thread_local! {
         static SETUP: RefCell<Option<burn::tensor::wgpu::WgpuSetup>> = const { RefCell::new(None) };
+        /// The current session's `on_lost` (see [`choose`]), for the test hook's fallback.
+        static ON_LOST: std::cell::Cell<Option<fn(String)>> = const { std::cell::Cell::new(None) };
     }
 
     /// Set by the GPU device's lost callback (or the test hook): errors after it mean a lost device.
@@ -73,12 +75,22 @@ mod webgpu {
         DEVICE_LOST.load(Ordering::SeqCst)
     }
 
-    /// Test hook: destroy the device, as a driver reset would.
+    /// Test hook: destroy the device, as a driver reset would. The device's lost promise then
+    /// reports the loss (`choose`); should it not have settled 10 s later (a CI run once waited
+    /// 120 s for it: not reproduced), the hook reports it itself, saying so — the loss is reported
+    /// once, whichever comes first.
     pub fn lose() {
         SETUP.with_borrow(|s| {
             if let Some(setup) = s {
                 DEVICE_LOST.store(true, Ordering::SeqCst);
                 setup.device.destroy();
+                let (id, on_lost) = (CURRENT.load(Ordering::SeqCst), ON_LOST.get());
+                let later = Closure::once_into_js(move || {
+                    if let (true, Some(on_lost)) = (CURRENT.load(Ordering::SeqCst) == id, on_lost) {
+                        on_lost("Destroyed by the test hook; the device's lost promise had not settled 10 s later".into());
+                    }
+                });
+                let _ = crate::web::scope().set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 10_000);
             }
         });
     }
@@ -119,6 +131,7 @@ mod webgpu {
                     }
                 });
                 SETUP.with_borrow_mut(|s| *s = Some(setup));
+                ON_LOST.set(Some(on_lost));
                 Chosen { device, name: "webgpu", adapter, fallback: None }
             }
             Err(e) => {

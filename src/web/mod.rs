@@ -258,6 +258,8 @@ fn wasm_memory_bytes() -> f64 {
 fn report_device_lost(message: String) {
     static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !REPORTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        // (in the worker's console too: which path noticed the loss first)
+        web_sys::console::warn_1(&format!("sinkscope: {message}").into());
         post(&Reply::Fatal { kind: "device-lost", message });
     }
 }

@@ -198,10 +198,22 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
   });
 
   await test("WebGPU: a lost GPU device falls back to the CPU and re-runs the prompt", async () => {
+    const said = [];
+    const listen = (m) => { if (m.text().startsWith("sinkscope:")) said.push(m.text()); };
+    page.on("console", listen);
     await page.evaluate(() => window.sinkscopeLoseDevice());
     await page.type("[data-testid=prompt]", " Again");
     // the device's lost promise moves the page to the CPU at once, even if a forward in flight never ends
-    await page.waitForFunction(() => document.querySelector("[data-testid=backend]").textContent === "cpu", null, { timeout: 120_000 });
+    try {
+      await page.waitForFunction(() => document.querySelector("[data-testid=backend]").textContent === "cpu", null, { timeout: 120_000 });
+    } catch (e) {
+      // what the page showed, for a failure that has not been reproduced here (one CI run)
+      const seen = await page.evaluate(() => ({ backend: document.querySelector("[data-testid=backend]").textContent, status: document.querySelector("[data-testid=status]").dataset.state, summary: document.querySelector("#summary")?.textContent }));
+      throw new Error(`${e.message}; page: ${JSON.stringify(seen)}; notices: ${JSON.stringify(await notices(page))}; console: ${JSON.stringify(said)}`);
+    } finally {
+      page.off("console", listen);
+    }
+    console.log(`     ${said.find((m) => m.includes("device-lost")) || "(no worker message seen)"}`);
     await waitReady(page);
     const toks = await tokens(page);
     assert(toks.length === 10 && toks[9].text === " Again", `re-ran the current prompt on the CPU: ${toks.map((t) => t.text)}`);
