@@ -65,7 +65,7 @@ for r in range(1, rounds + 1):
         row[f"ratio trace/candle-quantized T={t}"] = get("trace", t) / q[t]
     row["ours one more token T=64"] = get("one_more_token", 64)
     for w in web:
-        name = {"cpu": "browser CPU", "cpu-plain": "browser CPU plain SIMD"}.get(w["backend"])
+        name = {"cpu": "browser CPU", "cpu-1thread": "browser CPU one thread", "cpu-plain": "browser CPU plain SIMD"}.get(w["backend"])
         if name is None:
             continue
         row[f"{name} trace T=64"] = w["f64"]
@@ -73,7 +73,7 @@ for r in range(1, rounds + 1):
         row[f"ratio {name} T=64 / candle-f32 native T=64"] = w["f64"] / f32[64]
         row[f"ratio {name} one more word / candle-f32 T=64"] = w["wordFwd"] / f32[64]
     rows.append(row)
-print(f"\n{rounds} interleaved rounds, {json.loads(open(f'{out}/ours.1').read())['runs']} runs each, 1 thread; median over rounds [min..max]\n")
+print(f"\n{rounds} interleaved rounds, {json.loads(open(f'{out}/ours.1').read())['runs']} runs each; native and candle on 1 thread, 'browser CPU' with its helper workers (one per further core), 'one thread' without; median over rounds [min..max]\n")
 print("| measurement | median | range |")
 print("|---|---|---|")
 for k in rows[0]:

@@ -5,6 +5,8 @@
   browser accepts gzip and `make web` wrote one (the wasm shrinks about 5x).
 * A strict Content-Security-Policy on every response (the page's own origin only; the wasm needs
   'wasm-unsafe-eval'; figures are blob: images; no inline script or style), plus nosniff.
+* Cross-origin isolation (COOP same-origin, COEP require-corp), so the CPU worker may share memory
+  with its helper workers.
 * No directory listings, no paths outside dist/, no methods but GET and HEAD.
 
 Usage: serve.py [--port N] [--dir DIR]   (port 0 picks a free one; the chosen URL is printed first)
@@ -75,6 +77,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Last-Modified", email.utils.formatdate(os.path.getmtime(full), usegmt=True))
         self.send_header("Content-Security-Policy", CSP)
+        # cross-origin isolation: the CPU worker shares memory with its helper workers
+        # (SharedArrayBuffer); every file is our own, so nothing else is affected
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.end_headers()

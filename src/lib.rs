@@ -3,6 +3,7 @@
 //! Layers, each depending only on those above it:
 //! 1. [`gguf`] — file reading and dequantization; [`quant`], [`linear`], [`vmath`] — the CPU
 //!    kernels (products on GGUF blocks, the f32 product, vectorised `exp`/SiLU/softmax);
+//!    [`offload`] — large block products split across helper workers (the browser's CPU worker);
 //! 2. [`tokenizer`] — a `tokenizers` tokenizer built from GGUF metadata;
 //! 3. [`model`] — the decoder (Llama and Gemma 3 families) in burn, returning a trace of internals;
 //! 4. `analysis` — sinks, catch, tag, release, PCA (plain data in, plain data out);
@@ -15,6 +16,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod linear;
 pub mod model;
+pub mod offload;
 pub mod quant;
 pub mod trace;
 pub mod vmath;

@@ -28,7 +28,9 @@ pub trait LinearBackend: burn::backend::Backend {
     fn matmul_nt(x: FloatTensor<Self>, w: FloatTensor<Self>) -> FloatTensor<Self>;
     /// x [T, K] times Wᵀ for W [n, k] stored as blocks of the [`QType`] with code `ty`, in u32
     /// words (little-endian bytes) -> [T, n].
-    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
+    /// `id` names the weight (unique for the process, see [`Weight::Blocks`]): where the CPU's
+    /// products are split across helpers ([`crate::offload`]), a helper keeps its rows by it.
+    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize, id: u64) -> FloatTensor<Self>;
     /// Rows `ids` of W [n, k] (blocks of `ty` in u32 words), expanded: [len(ids), k].
     fn qrows(w: IntTensor<Self>, ids: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self>;
     /// The gated MLP's middle: for x = [gate | up] [n, 2f] (the fused gate-up product),
@@ -130,14 +132,14 @@ mod flex_impl {
             FlexTensor::from_data(TensorData::new(out, [t, n]))
         }
 
-        fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+        fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize, id: u64) -> FloatTensor<Self> {
             let x = contiguous(x);
             let t = x.layout().shape()[0];
             let mut out = vec![0.0f32; t * n];
             // The shapes were checked when the weight was built; a failure here is a bug, and the
             // output stays zero rather than bringing the worker down.
             if let (Some(xd), Some(wb), Some(qt)) = (x.as_slice::<f32>(), word_bytes(&w), QType::from_code(ty)) {
-                if let Err(e) = quant::matmul_nt_q(xd, t, k, wb, qt, n, &mut out) {
+                if let Err(e) = crate::offload::matmul_nt_q(id, xd, t, k, wb, qt, n, &mut out) {
                     debug_assert!(false, "qmatmul_nt: {e}");
                 }
             }
@@ -249,7 +251,7 @@ impl LinearBackend for burn::backend::Cube {
         Self::float_matmul(x, Self::float_transpose(w))
     }
 
-    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize) -> FloatTensor<Self> {
+    fn qmatmul_nt(x: FloatTensor<Self>, w: IntTensor<Self>, ty: u32, n: usize, k: usize, _id: u64) -> FloatTensor<Self> {
         crate::gpu::qmatmul_nt(x, w, ty, n, k)
     }
 
@@ -397,7 +399,8 @@ pub enum Weight {
     /// f32 [n, k].
     Dense(Tensor<2>),
     /// The GGUF blocks of `ty` in u32 words.
-    Blocks { words: Tensor<1, Int>, ty: QType, n: usize, k: usize },
+    /// `id`: unique in this process (never reused, even after the weight is dropped).
+    Blocks { words: Tensor<1, Int>, ty: QType, n: usize, k: usize, id: u64 },
 }
 
 impl Weight {
@@ -411,7 +414,9 @@ impl Weight {
         let words: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
         let len = words.len();
         let words = Tensor::from_data(TensorData::new(words, [len]), (device, DType::U32));
-        Self::Blocks { words, ty: m.ty, n: m.n, k: m.k }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self::Blocks { words, ty: m.ty, n: m.n, k: m.k, id }
     }
 
     /// (rows, columns).
@@ -435,7 +440,7 @@ impl Weight {
         type D = burn::backend::Dispatch;
         match self {
             Self::Dense(w) => Tensor::from_dispatch(<D as LinearBackend>::matmul_nt(x.into_dispatch(), w.clone().into_dispatch())),
-            Self::Blocks { words, ty, n, k } => Tensor::from_dispatch(<D as LinearBackend>::qmatmul_nt(x.into_dispatch(), words.clone().into_dispatch(), ty.code(), *n, *k)),
+            Self::Blocks { words, ty, n, k, id } => Tensor::from_dispatch(<D as LinearBackend>::qmatmul_nt(x.into_dispatch(), words.clone().into_dispatch(), ty.code(), *n, *k, *id)),
         }
     }
 
@@ -444,7 +449,7 @@ impl Weight {
         type D = burn::backend::Dispatch;
         match self {
             Self::Dense(w) => w.clone().select(0, ids),
-            Self::Blocks { words, ty, n, k } => Tensor::from_dispatch(<D as LinearBackend>::qrows(words.clone().into_dispatch(), ids.into_dispatch(), ty.code(), *n, *k)),
+            Self::Blocks { words, ty, n, k, .. } => Tensor::from_dispatch(<D as LinearBackend>::qrows(words.clone().into_dispatch(), ids.into_dispatch(), ty.code(), *n, *k)),
         }
     }
 
@@ -452,7 +457,7 @@ impl Weight {
     pub async fn to_host_f32(&self) -> Result<Vec<f32>, String> {
         match self {
             Self::Dense(w) => w.clone().into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<f32>().map_err(|e| format!("{e:?}")),
-            Self::Blocks { words, ty, n, k } => {
+            Self::Blocks { words, ty, n, k, .. } => {
                 let words = words.clone().into_data_async().await.map_err(|e| format!("{e:?}"))?.try_into_vec::<u32>().map_err(|e| format!("{e:?}"))?;
                 let bytes: &[u8] = bytemuck::cast_slice(&words);
                 let m = HostMatrix { ty: *ty, n: *n, k: *k, bytes: bytes[..ty.row_bytes(*k) * n].to_vec() };

@@ -22,6 +22,9 @@ function relaxedSimdValidates() {
     return false;
   }
 }
+// How many helper workers the CPU worker may start for its products (null: one per further core,
+// where the page is cross-origin isolated). A test hook (window.sinkscopeHelpers) sets it.
+const HELPERS = Number.isInteger(window.sinkscopeHelpers) ? window.sinkscopeHelpers : null;
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
 const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm", "probe", "corpus"];
@@ -169,7 +172,7 @@ function initModel() {
   if (state.model === "local" && localFile) {
     showLoading(`Reading ${localFile.name} from this computer…`);
     localFile.arrayBuffer().then(
-      (bytes) => worker.postMessage({ type: "init-file", name: localFile.name, backend: state.backend, bytes }, [bytes]),
+      (bytes) => worker.postMessage({ type: "init-file", name: localFile.name, backend: state.backend, helpers: HELPERS, bytes }, [bytes]),
       (e) => fail(`The file ${localFile.name} could not be read: ${e.message || e}`),
     );
     return;
@@ -177,7 +180,7 @@ function initModel() {
   if (state.model === "local") state.model = "smollm2";
   const entry = catalogue.find((m) => m.id === state.model);
   showLoading(entry ? `Loading ${entry.name}…` : "Loading the model…");
-  send({ type: "init", model: state.model, backend: state.backend });
+  send({ type: "init", model: state.model, backend: state.backend, helpers: HELPERS });
 }
 
 // The model picker and the line under it (name, size, licence), from the worker's catalogue.
@@ -468,6 +471,7 @@ function draw(f, names, pixels, heatValues) {
   st.dataset.analysisMs = f.timing ? num(f.timing.analysis_ms, 1) : "";
   st.dataset.computed = f.timing ? f.timing.computed_tokens : "";
   st.dataset.wasmMemory = f.timing && f.timing.wasm_memory_bytes != null ? f.timing.wasm_memory_bytes : "";
+  st.dataset.helperMemory = f.timing && f.timing.helper_memory_bytes != null ? f.timing.helper_memory_bytes : "";
   st.dataset.gpuBuffers = f.timing && f.timing.gpu_buffer_peak_bytes != null ? `${f.timing.gpu_buffer_bytes} ${f.timing.gpu_buffer_peak_bytes}` : "";
   setStatus("ready", f.hint ? "Waiting for a prompt" : "Ready");
   keepOfflineCopy();

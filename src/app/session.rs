@@ -136,6 +136,9 @@ pub struct Timing {
     /// The worker's wasm linear memory after the frame (it only grows: its peak so far), set by the
     /// web layer.
     pub wasm_memory_bytes: Option<f64>,
+    /// The CPU worker's helper workers (their wasm memories and shared buffers), set by the web
+    /// layer where there are any.
+    pub helper_memory_bytes: Option<f64>,
     /// On WebGPU: bytes of live GPU buffers, and their peak so far (set by the web layer).
     pub gpu_buffer_bytes: Option<f64>,
     pub gpu_buffer_peak_bytes: Option<f64>,
@@ -411,7 +414,7 @@ impl Session {
             frame.tour = Some(ctx.tour(step));
         }
         let t2 = clock();
-        frame.timing = Some(Timing { forward_ms: t1 - t0, analysis_ms: t2 - t1, computed_tokens: computed, total_tokens: trace.seq_len(), wasm_memory_bytes: None, gpu_buffer_bytes: None, gpu_buffer_peak_bytes: None });
+        frame.timing = Some(Timing { forward_ms: t1 - t0, analysis_ms: t2 - t1, computed_tokens: computed, total_tokens: trace.seq_len(), wasm_memory_bytes: None, helper_memory_bytes: None, gpu_buffer_bytes: None, gpu_buffer_peak_bytes: None });
         frame.fragment = state.to_fragment();
         frame.state = state;
         Ok(frame)

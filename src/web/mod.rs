@@ -21,10 +21,12 @@
 //!
 //! The same code is built twice (scripts/build-web.sh): `sinkscope` (the CPU worker) and
 //! `sinkscope-webgpu` (with the `wgpu` feature: burn's WebGPU backend); [`device`] holds what
-//! differs.
+//! differs. The CPU worker starts helper workers of the same build for its large products
+//! ([`helpers`]; a worker started with the helpers' name runs only that).
 
 mod device;
 mod fetch;
+mod helpers;
 mod jobs;
 
 use std::cell::RefCell;
@@ -49,9 +51,11 @@ use crate::app::{self, export};
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Request {
-    Init { model: ModelId, backend: Option<Backend> },
+    /// `helpers`: how many helper workers to start for the CPU's products (test hook; default:
+    /// one per further core, see [`helpers::wanted`]). Only the first `init` starts them.
+    Init { model: ModelId, backend: Option<Backend>, #[serde(default)] helpers: Option<usize> },
     /// A user's own file; its bytes travel beside the message (see [`start`]).
-    InitFile { name: String, backend: Option<Backend> },
+    InitFile { name: String, backend: Option<Backend>, #[serde(default)] helpers: Option<usize> },
     Compare { prompt: String, eps: f32, #[serde(default)] projector: bool },
     Decode { fragment: String },
     Update { seq: u64, state: ViewState, #[serde(default)] opts: UpdateOptions },
@@ -117,7 +121,8 @@ enum Reply<'a> {
     Fatal { kind: &'a str, message: String },
     /// The answer to `kernel-check`: cases run, the ones that failed, and whether this build uses
     /// relaxed SIMD.
-    KernelCheck { cases: usize, failures: Vec<String>, relaxed_simd: bool },
+    /// `helpers`: helper workers that answer; `helper_parts`: product parts they computed so far.
+    KernelCheck { cases: usize, failures: Vec<String>, relaxed_simd: bool, helpers: usize, helper_parts: usize },
 }
 
 struct Worker {
@@ -144,6 +149,10 @@ struct Worker {
 }
 
 thread_local! {
+    /// The CPU worker's helper workers (started by the first `init`; none in the WebGPU build).
+    static POOL: RefCell<Option<std::rc::Rc<helpers::Pool>>> = const { RefCell::new(None) };
+    /// Whether the first `init` has decided about helpers.
+    static POOL_DECIDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static WORKER: RefCell<Worker> = RefCell::new(Worker {
         session: None,
         generation: 0,
@@ -276,6 +285,9 @@ pub fn start() {
         web_sys::console::error_1(&"sinkscope: this wasm runs only as the page's Web Worker".into());
         return;
     }
+    if scope().name() == helpers::NAME {
+        return helpers::serve();
+    }
     std::panic::set_hook(Box::new(|info| {
         let message = format!("internal error: {info}");
         web_sys::console::error_1(&message.clone().into());
@@ -287,7 +299,8 @@ pub fn start() {
         }
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
-        Ok(Request::InitFile { name, backend }) => {
+        Ok(Request::InitFile { name, backend, helpers }) => {
+            start_helpers(helpers);
             // the file's bytes: an ArrayBuffer transferred beside the message (not through serde)
             let bytes = Reflect::get(&ev.data(), &"bytes".into()).ok().filter(|b| b.is_instance_of::<js_sys::ArrayBuffer>());
             match bytes {
@@ -305,7 +318,10 @@ pub fn start() {
 
 fn handle(req: Request) {
     match req {
-        Request::Init { model, backend } => wasm_bindgen_futures::spawn_local(init_catalogue(model, backend)),
+        Request::Init { model, backend, helpers } => {
+            start_helpers(helpers);
+            wasm_bindgen_futures::spawn_local(init_catalogue(model, backend))
+        }
         Request::InitFile { .. } => {}
         Request::Compare { prompt, eps, projector } => wasm_bindgen_futures::spawn_local(compare_models(prompt, eps, projector)),
         Request::Decode { fragment } => {
@@ -339,7 +355,8 @@ fn handle(req: Request) {
                 cases += 1;
                 failures.extend(crate::vmath::wasm::self_check());
             }
-            post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd") });
+            let (helpers, helper_parts) = POOL.with_borrow(|p| p.as_ref().map_or((0, 0), |p| (p.ready(), p.parts_done())));
+            post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd"), helpers, helper_parts });
         }
         Request::LoseDevice => device::lose(),
         Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
@@ -438,6 +455,7 @@ async fn run_pending() {
             Ok(mut frame) => {
                 if let Some(t) = frame.timing.as_mut() {
                     t.wasm_memory_bytes = Some(wasm_memory_bytes());
+                    t.helper_memory_bytes = POOL.with_borrow(|p| p.as_ref().map(|p| p.memory_bytes()));
                     if let Some([live, peak]) = device::gpu_buffer_bytes() {
                         t.gpu_buffer_bytes = Some(live);
                         t.gpu_buffer_peak_bytes = Some(peak);
@@ -578,6 +596,32 @@ async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Back
     }
 }
 
+/// Start the helper workers of the CPU worker's products, once (see [`helpers`]): `requested`
+/// helpers, or one per further core; none in the WebGPU build or where the page is not
+/// cross-origin isolated (then every product runs on this worker alone, as before).
+fn start_helpers(requested: Option<usize>) {
+    if POOL_DECIDED.replace(true) || cfg!(feature = "wgpu") {
+        return;
+    }
+    let n = helpers::wanted(requested);
+    if n == 0 {
+        return;
+    }
+    match helpers::Pool::start(n) {
+        Ok(pool) => {
+            let pool = std::rc::Rc::new(pool);
+            crate::offload::install(Box::new(pool.clone()));
+            POOL.with_borrow_mut(|p| *p = Some(pool));
+        }
+        Err(e) => web_sys::console::warn_1(&format!("sinkscope: running on one thread: {e}").into()),
+    }
+}
+
+/// The helpers drop the rows they hold of models that are gone.
+fn helpers_forget() {
+    POOL.with_borrow(|p| p.as_ref().map(|p| p.forget()));
+}
+
 /// Before loading another model or backend: the old session (and its device) goes first, so two
 /// models never coexist.
 /// Returns the new generation: a load started now installs its session only if no later load
@@ -598,6 +642,7 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         return Ok(());
     }
     let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend, |m| report_device_lost(format!("the GPU device was lost ({m})"))).await;
+    helpers_forget();
     let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
     drop(bytes);
     if superseded() {
@@ -615,6 +660,11 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         w.busy |= start;
         start
     });
+    let adapter = match POOL.with_borrow(|p| p.as_ref().map(|p| crate::offload::Helpers::count(p.as_ref()))) {
+        Some(n) if backend_name == "cpu" => format!("{adapter}; {} threads: this worker and {n} helper worker{}", n + 1, if n == 1 { "" } else { "s" }),
+        _ if backend_name == "cpu" => format!("{adapter}; one thread"),
+        _ => adapter,
+    };
     post(&Reply::Ready { backend: backend_name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, model: name.to_string(), model_id: model, formats, fallback });
     if start {
         run_pending().await;
@@ -629,7 +679,11 @@ async fn compare_models(prompt: String, eps: f32, projector: bool) {
     let cached = WORKER.with_borrow(|w| w.compared.as_ref().filter(|(p, e, _)| *p == prompt && *e == eps).map(|(_, _, c)| c.clone()));
     let result = match cached {
         Some(c) => Ok(c),
-        None => compute_comparison(&prompt, eps).await,
+        None => {
+            let c = compute_comparison(&prompt, eps).await;
+            helpers_forget(); // the other model's rows
+            c
+        }
     };
     match result {
         Ok(c) => {

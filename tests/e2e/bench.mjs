@@ -1,6 +1,6 @@
 // Browser benchmark (not a test): page open to first picture, forward + analysis per backend for a
 // 16- and a 64-token prompt, update after typing one more word, wasm size; the CPU worker with and
-// without relaxed SIMD. Prints a Markdown table.
+// without relaxed SIMD, and on one thread (no helper workers). Prints a Markdown table.
 // Usage: node tests/e2e/bench.mjs [runs]
 
 import { readdirSync, readFileSync } from "node:fs";
@@ -31,12 +31,15 @@ for (const wasm of readdirSync(dist).filter((f) => f.endsWith(".wasm"))) {
 const server = await serve(dist);
 const base = `http://127.0.0.1:${server.port}/`;
 const rows = [];
-// "cpu" is the build the page picks here (relaxed SIMD in Chromium); "cpu-plain" the one browsers
-// without relaxed SIMD get (forced by the page's test hook), measured in the same run.
-for (const backend of gpuRuns > 0 ? ["cpu", "cpu-plain", "webgpu"] : ["cpu", "cpu-plain"]) {
+// "cpu" is the build the page picks here (relaxed SIMD in Chromium, with one helper worker per further
+// core); "cpu-1thread" the same without helper workers, and "cpu-plain" the build browsers without
+// relaxed SIMD get (with helpers), both forced by the page's test hooks, measured in the same run.
+const cpus = ["cpu", "cpu-1thread", "cpu-plain"];
+for (const backend of gpuRuns > 0 ? [...cpus, "webgpu"] : cpus) {
   const runs = backend === "webgpu" ? gpuRuns : cpuRuns;
   const { context, close } = await launch({ webgpu: backend === "webgpu" });
   if (backend === "cpu-plain") await context.addInitScript(() => { window.sinkscopePlainSimd = true; });
+  if (backend === "cpu-1thread") await context.addInitScript(() => { window.sinkscopeHelpers = 0; });
   const page = await context.newPage();
   let t0 = Date.now();
   const wasmFile = page.waitForResponse((r) => r.url().endsWith("_bg.wasm")).then((r) => r.url().split("/").pop());
@@ -77,8 +80,10 @@ for (const backend of gpuRuns > 0 ? ["cpu", "cpu-plain", "webgpu"] : ["cpu", "cp
     wordFwd.push(Number(await page.$eval("[data-testid=status]", (s) => s.dataset.forwardMs)));
   }
   const wasmMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.wasmMemory));
+  const helperMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.helperMemory || 0));
   const gpu = (await page.$eval("[data-testid=status]", (s) => s.dataset.gpuBuffers)).split(" ").map(Number);
-  rows.push({ backend, wasm: await wasmFile, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
+  const threads = await page.getAttribute("#backend", "title");
+  rows.push({ backend, threads: (threads.match(/(\d+) threads|one thread/) || ["?"])[0], wasm: await wasmFile, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, helperMemoryMB: helperMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
   console.log(JSON.stringify(rows[rows.length - 1]));
   await close();
 }
@@ -86,5 +91,5 @@ await server.close();
 console.log("\n| backend (runs) | open→first picture, model downloaded | open→first picture, model cached | forward T=16 | analysis T=16 | forward T=64 | analysis T=64 | one more word: keystroke→picture (incl. 250 ms debounce) | its forward | wasm memory after the runs |");
 console.log("|---|---|---|---|---|---|---|---|---|---|");
 for (const r of rows) {
-  console.log(`| ${r.backend}: ${r.wasm} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB${r.gpuBuffersMB ? `; GPU buffers ${r.gpuBuffersMB[0].toFixed(0)} MB live, ${r.gpuBuffersMB[1].toFixed(0)} MB peak` : ""} |`);
+  console.log(`| ${r.backend}: ${r.wasm}, ${r.threads} (${r.runs}) | ${(r.coldMs / 1000).toFixed(1)} s | ${(r.warmMs / 1000).toFixed(1)} s | ${r.f16.toFixed(0)} ms | ${r.a16.toFixed(0)} ms | ${r.f64.toFixed(0)} ms | ${r.a64.toFixed(0)} ms | ${r.word.toFixed(0)} ms | ${r.wordFwd.toFixed(0)} ms | ${r.wasmMemoryMB.toFixed(0)} MB${r.helperMemoryMB ? ` + helpers ${r.helperMemoryMB.toFixed(0)} MB` : ""}${r.gpuBuffersMB ? `; GPU buffers ${r.gpuBuffersMB[0].toFixed(0)} MB live, ${r.gpuBuffersMB[1].toFixed(0)} MB peak` : ""} |`);
 }

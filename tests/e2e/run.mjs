@@ -287,11 +287,18 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
       await page.goto(`${base}#p=${encodeURIComponent(EXAMPLE)}&b=cpu`);
       await waitReady(page, LOAD_TIMEOUT);
     }
+    const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
     const check = await kernelCheck(page);
     assert(check.relaxed_simd === true, "Chromium validates relaxed SIMD, so the page runs that build");
     assert(check.cases >= 80 && check.failures.length === 0, `kernel check: ${JSON.stringify(check)}`);
-    const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
-    relaxed = { hash: await page.evaluate(() => location.hash), json };
+    // the page is cross-origin isolated, so the CPU worker starts one helper worker per further core
+    // (at most 3), and the forward whose numbers were just exported split its products with them
+    const { isolated, cores } = await page.evaluate(() => ({ isolated: window.crossOriginIsolated, cores: navigator.hardwareConcurrency }));
+    assert(isolated === true, "the page is cross-origin isolated (COOP and COEP from scripts/serve.py)");
+    assert(check.helpers === Math.min(cores - 1, 3), `helpers ready: ${check.helpers} on ${cores} cores`);
+    if (check.helpers > 0) assert(check.helper_parts > 0, `the helpers computed parts of the products: ${JSON.stringify(check)}`);
+    assert(/threads: this worker and \d helper/.test(await page.getAttribute("#backend", "title")) || check.helpers === 0, "the backend badge's tooltip says how many threads");
+    relaxed = { hash: await page.evaluate(() => location.hash), json, helpers: check.helpers };
   });
 
   await test("CPU: one more word (incremental forward on the fused kernels) gives a fresh full forward's numbers", async () => {
@@ -675,6 +682,24 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
     const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
     // (run alone with --only, there is no relaxed-build analysis to compare with)
     if (relaxed) for (const key of ["alpha", "first_token_alpha", "top_next", "massive"]) sameJson(json[key], relaxed.json[key], 1e-4, key);
+    assert(errors.length === 0, JSON.stringify(errors));
+  });
+  await close();
+}
+
+// --- CPU on one thread: the helper workers change no number ----------------------------------------
+{
+  const { context, page, errors, close } = await openBrowser({ webgpu: false });
+  await context.addInitScript(() => { window.sinkscopeHelpers = 0; });
+  await test("CPU on one thread (no helper workers): the same numbers, bit for bit, as with helpers", async () => {
+    await page.goto(`${base}${relaxed ? relaxed.hash : `#p=${encodeURIComponent(EXAMPLE)}&b=cpu`}`);
+    await waitReady(page, LOAD_TIMEOUT);
+    const json = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
+    const check = await kernelCheck(page);
+    assert(check.helpers === 0 && check.helper_parts === 0, `no helpers: ${JSON.stringify(check)}`);
+    assert(/one thread/.test(await page.getAttribute("#backend", "title")), "the tooltip says one thread");
+    // (run alone with --only, there is no analysis with helpers to compare with)
+    if (relaxed && relaxed.helpers > 0) sameJson(json, relaxed.json, 0, "analysis");
     assert(errors.length === 0, JSON.stringify(errors));
   });
   await close();
