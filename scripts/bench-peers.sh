@@ -2,7 +2,8 @@
 # `make bench-peers`: sinkscope against a fixed yardstick measured in the same run, so that the
 # machine's speed swings cancel in the ratios. The yardstick is candle 0.11's quantized Llama on the
 # same GGUF file with every matrix expanded to f32 (CANDLE_DEQUANTIZE_ALL=1) — and, for context,
-# candle's quantized path. One thread everywhere. candle is built in bench/peers (its own project,
+# candle's quantized path. Natively one thread everywhere; the browser's CPU worker is measured with
+# its helper workers (one per further core) and on one thread (test hook). candle is built in bench/peers (its own project,
 # not a dependency of sinkscope, not part of `make test`); the first run compiles it (~10 min).
 #
 # Usage: scripts/bench-peers.sh [RUNS] [ROUNDS] [--no-browser]

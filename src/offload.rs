@@ -73,7 +73,7 @@ fn part_rows(n: usize, parts: usize, p: usize) -> std::ops::Range<usize> {
 /// [`quant::matmul_nt_q`] for the weight `id`, split across the installed helpers where it pays.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_nt_q(id: u64, x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
-    if t < TILED_FROM_ROWS || t * k * n < MIN_MACS {
+    if t < TILED_FROM_ROWS || t.saturating_mul(k).saturating_mul(n) < MIN_MACS {
         return quant::matmul_nt_q(x, t, k, w, ty, n, out);
     }
     HELPERS.with(|cell| {
@@ -100,6 +100,10 @@ fn split(helpers: &dyn Helpers, id: u64, x: &[f32], t: usize, k: usize, w: &[u8]
             !r.is_empty() && helpers.send(p - 1, id, ty, x, t, k, &w[r.start * rb..r.end * rb], r.len())
         })
         .collect();
+    if !sent.contains(&true) {
+        // (no helper took a part: the same numbers in one piece, without the copies)
+        return quant::matmul_nt_q(x, t, k, w, ty, n, out);
+    }
     let mut part = Vec::new();
     for p in 0..parts {
         let r = part_rows(n, parts, p);

@@ -853,7 +853,9 @@ fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f3
     if k % ty.block().0 != 0 {
         return Err(QuantError::RowNotBlockAligned { ty, k });
     }
-    if x.len() < t * k || w.len() < n * ty.row_bytes(k) || out.len() < t * n {
+    // (checked: on wasm32 a product of outside sizes could wrap)
+    let need = |a: usize, b: usize| a.checked_mul(b).unwrap_or(usize::MAX);
+    if x.len() < need(t, k) || w.len() < need(n, ty.row_bytes(k)) || out.len() < need(t, n) {
         return Err(QuantError::Sizes { t, k, n, ty, x: x.len(), w: w.len(), out: out.len() });
     }
     Ok(())
@@ -1149,6 +1151,10 @@ mod tests {
         let mut out = vec![0.0; 2];
         assert!(matches!(matmul_nt_q(&[0.0; 63], 1, 63, &w, QType::Q4_1, 2, &mut out), Err(QuantError::RowNotBlockAligned { .. })));
         assert!(matches!(matmul_nt_q(&[0.0; 64], 1, 64, &w[..30], QType::Q4_1, 2, &mut out), Err(QuantError::Sizes { .. })));
+        // sizes whose products wrap around are too large, not small
+        let huge = usize::MAX / 16 + 1;
+        assert!(matches!(matmul_nt_q(&[0.0; 64], huge, 64, &w, QType::Q4_1, 2, &mut out), Err(QuantError::Sizes { .. })));
+        assert!(matches!(matmul_nt_q(&[0.0; 64], 1, 64, &w, QType::Q4_1, huge, &mut out), Err(QuantError::Sizes { .. })));
         let mut rows = vec![1.0; 128];
         dequant_rows(&w, QType::Q4_1, 2, 64, &[1, 9], &mut rows);
         assert!(rows[64..].iter().all(|&v| v == 0.0), "an id out of range gives zeros");

@@ -24,7 +24,7 @@ function relaxedSimdValidates() {
 }
 // How many helper workers the CPU worker may start for its products (null: one per further core,
 // where the page is cross-origin isolated). A test hook (window.sinkscopeHelpers) sets it.
-const HELPERS = Number.isInteger(window.sinkscopeHelpers) ? window.sinkscopeHelpers : null;
+const HELPERS = Number.isInteger(window.sinkscopeHelpers) ? Math.max(0, window.sinkscopeHelpers) : null;
 const DEBOUNCE_MS = 250; // typing pause before re-analysing
 const SLOW_GPU_MS = 8000; // a WebGPU picture slower than this offers the CPU
 const VIEWS = ["heatmap", "tags", "release", "heads", "lab", "qknorm", "probe", "corpus"];
@@ -1188,6 +1188,7 @@ function keepOfflineCopy() {
 window.sinkscopeLoseDevice = () => send({ type: "lose-device" });
 window.sinkscopePoison = () => { send({ type: "poison" }); update(); };
 window.sinkscopePanic = () => send({ type: "panic" });
+window.sinkscopeCrashHelper = () => send({ type: "crash-helper" });
 window.sinkscopeKernelCheck = () => send({ type: "kernel-check" });
 
 firstVisit = location.hash.length <= 1;

@@ -3,7 +3,9 @@
 // copy kept from the last successful fetch. Nothing leaves the origin. The model (.gguf) is not
 // handled here: the Web Worker keeps it in Cache Storage itself (src/web/fetch.rs).
 
-const CACHE = "sinkscope-page-v2";
+// (v3: copies kept before the server sent COOP/COEP lack them, and the page would lose cross-origin
+// isolation offline: a new cache name replaces them)
+const CACHE = "sinkscope-page-v3";
 // Which worker build the page uses (sw.js?w=sinkscope, ?w=sinkscope-relaxed or ?w=sinkscope-webgpu).
 const WORKER = new URL(self.location.href).searchParams.get("w") || "sinkscope";
 

@@ -25,7 +25,7 @@ use wasm_bindgen::JsCast;
 use web_sys::MessageEvent;
 
 use crate::offload::Helpers;
-use crate::quant::{self, QType};
+use crate::quant::{self, QType, TILED_FROM_ROWS};
 
 /// The `name` a helper worker is started with (the wasm's entry point checks it).
 pub const NAME: &str = "sinkscope-helper";
@@ -35,8 +35,8 @@ pub const MAX_HELPERS: usize = 3;
 const HEADER_WORDS: u32 = 16;
 const HEADER_BYTES: usize = HEADER_WORDS as usize * 4;
 /// Each helper's shared buffer. A product whose weight rows and x, or whose output, do not fit is
-/// computed by the model worker alone (at T = 64 SmolLM2's largest request is 0.3 MB of rows and
-/// 0.4 MB of x; this fits prompts of ~2,000 tokens).
+/// computed by the model worker alone (at T = 64 with one helper, SmolLM2's largest first request
+/// is 0.55 MB of rows and 0.4 MB of x; x and output fit for prompts of ~2,000 tokens).
 const BUFFER_BYTES: usize = 16 << 20;
 /// How long the model worker waits for a part before computing it itself (a helper that trapped
 /// or was killed for memory never answers; a real part takes milliseconds).
@@ -67,6 +67,8 @@ const FAILED: i32 = 3;
 // Operations.
 const OP_PRODUCT: i32 = 1;
 const OP_FORGET: i32 = 2;
+/// Test hook: panic.
+const OP_PANIC: i32 = 3;
 
 /// One helper, seen from the model worker.
 struct Helper {
@@ -74,6 +76,7 @@ struct Helper {
     worker: web_sys::Worker,
     /// Answers the helper's first message with the shared buffer.
     _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_error: Closure<dyn FnMut(web_sys::Event)>,
     sab: SharedArrayBuffer,
     ctrl: Int32Array,
     /// The weights (ids) whose rows this helper holds.
@@ -83,6 +86,35 @@ struct Helper {
 }
 
 impl Helper {
+    fn start(script: &str) -> Result<Helper, String> {
+        let opts = web_sys::WorkerOptions::new();
+        opts.set_type(web_sys::WorkerType::Module);
+        opts.set_name(NAME);
+        let worker = web_sys::Worker::new_with_options(script, &opts).map_err(|e| format!("cannot start a helper worker: {e:?}"))?;
+        let sab = SharedArrayBuffer::new(BUFFER_BYTES as u32);
+        // The helper asks for its buffer once its wasm runs (a message sent before it listens
+        // could be lost while its module is still loading).
+        let (w, b) = (worker.clone(), sab.clone());
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |_ev: MessageEvent| {
+            if let Err(e) = w.post_message(&b) {
+                web_sys::console::warn_1(&format!("sinkscope: cannot reach a helper worker: {e:?}").into());
+            }
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        // A helper's uncaught error (a trap: its part is then computed here) stops at this
+        // worker; it would otherwise reach the page as the model worker's own error.
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|ev: web_sys::Event| ev.prevent_default());
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let ctrl = Int32Array::new_with_byte_offset_and_length(&sab, 0, HEADER_WORDS);
+        Ok(Helper { worker, _on_message: on_message, _on_error: on_error, sab, ctrl, holds: RefCell::new(HashSet::new()), ready: Cell::new(false), dead: Cell::new(false) })
+    }
+
+    /// Not used again (it failed or did not answer); its memory goes with it.
+    fn retire(&self) {
+        self.dead.set(true);
+        self.worker.terminate();
+    }
+
     fn is_ready(&self) -> bool {
         if !self.ready.get() && Atomics::load(&self.ctrl, READY).unwrap_or(0) == 1 {
             self.ready.set(true);
@@ -99,21 +131,21 @@ impl Helper {
     /// Wait for the answer to the request in flight: true when DONE.
     fn wait(&self) -> bool {
         spin_while(&self.ctrl, REQUEST);
-        let t0 = js_sys::Date::now();
+        let t0 = super::now_ms();
         loop {
             match Atomics::load(&self.ctrl, STATE) {
                 Ok(DONE) => return true,
                 Ok(REQUEST) => {}
                 _ => break,
             }
-            let left = TIMEOUT_MS - (js_sys::Date::now() - t0);
+            let left = TIMEOUT_MS - (super::now_ms() - t0);
             if left <= 0.0 {
                 web_sys::console::error_1(&"sinkscope: a helper worker did not answer; computing without it".into());
                 break;
             }
             let _ = Atomics::wait_with_timeout(&self.ctrl, STATE, REQUEST, left);
         }
-        self.dead.set(true);
+        self.retire();
         false
     }
 
@@ -126,10 +158,18 @@ impl Helper {
     }
 }
 
+/// Whether a request fits a helper's buffer: the header, the weight rows sent (`w_bytes`, padded
+/// to 4) and x [t, k] in, then [t, n_rows] out. In 64 bits: wasm32's `usize` could wrap.
+fn fits(w_bytes: usize, t: usize, k: usize, n_rows: usize) -> bool {
+    let (w, t, k, n, cap) = (w_bytes as u64, t as u64, k as u64, n_rows as u64, BUFFER_BYTES as u64);
+    HEADER_BYTES as u64 + w + t * k * 4 <= cap && HEADER_BYTES as u64 + t * n * 4 <= cap
+}
+
 /// Poll the state word while it is `state`, for at most [`SPIN_MS`].
 fn spin_while(ctrl: &Int32Array, state: i32) {
-    let t0 = super::now_ms();
-    while Atomics::load(ctrl, STATE).unwrap_or(-1) == state && super::now_ms() - t0 < SPIN_MS {}
+    let Some(clock) = js_sys::global().dyn_into::<web_sys::WorkerGlobalScope>().ok().and_then(|g| g.performance()) else { return };
+    let t0 = clock.now();
+    while Atomics::load(ctrl, STATE).unwrap_or(-1) == state && clock.now() - t0 < SPIN_MS {}
 }
 
 /// The model worker's helpers.
@@ -137,6 +177,8 @@ pub struct Pool {
     helpers: Vec<Helper>,
     /// Parts the helpers computed (for the kernel-check test hook).
     parts_done: Cell<usize>,
+    /// No parts are sent (see [`Pool::pause`]).
+    paused: Cell<bool>,
 }
 
 /// Whether this worker may share memory with others (the page is cross-origin isolated).
@@ -156,30 +198,23 @@ pub fn wanted(requested: Option<usize>) -> usize {
 }
 
 impl Pool {
-    /// Start `n` helpers running this worker's own script (so the same build of the wasm).
+    /// Start up to `n` helpers running this worker's own script (so the same build of the wasm);
+    /// those that could be started (an error if none).
     pub fn start(n: usize) -> Result<Pool, String> {
         let global: web_sys::WorkerGlobalScope = js_sys::global().dyn_into().map_err(|_| "not running in a worker".to_string())?;
         let script = global.location().href();
-        let opts = web_sys::WorkerOptions::new();
-        opts.set_type(web_sys::WorkerType::Module);
-        opts.set_name(NAME);
         let mut helpers = Vec::with_capacity(n);
         for _ in 0..n {
-            let worker = web_sys::Worker::new_with_options(&script, &opts).map_err(|e| format!("cannot start a helper worker: {e:?}"))?;
-            let sab = SharedArrayBuffer::new(BUFFER_BYTES as u32);
-            // The helper asks for its buffer once its wasm runs (a message sent before it listens
-            // could be lost while its module is still loading).
-            let (w, b) = (worker.clone(), sab.clone());
-            let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |_ev: MessageEvent| {
-                if let Err(e) = w.post_message(&b) {
-                    web_sys::console::warn_1(&format!("sinkscope: cannot reach a helper worker: {e:?}").into());
+            match Helper::start(&script) {
+                Ok(h) => helpers.push(h),
+                Err(e) if helpers.is_empty() => return Err(e),
+                Err(e) => {
+                    web_sys::console::warn_1(&format!("sinkscope: {e}; running with {} helper(s)", helpers.len()).into());
+                    break;
                 }
-            });
-            worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-            let ctrl = Int32Array::new_with_byte_offset_and_length(&sab, 0, HEADER_WORDS);
-            helpers.push(Helper { worker, _on_message: on_message, sab, ctrl, holds: RefCell::new(HashSet::new()), ready: Cell::new(false), dead: Cell::new(false) });
+            }
         }
-        Ok(Pool { helpers, parts_done: Cell::new(0) })
+        Ok(Pool { helpers, parts_done: Cell::new(0), paused: Cell::new(false) })
     }
 
     /// Parts computed by helpers so far.
@@ -195,6 +230,21 @@ impl Pool {
     /// The helpers' memory: their wasm memories (as of their last answer) and shared buffers.
     pub fn memory_bytes(&self) -> f64 {
         self.helpers.iter().map(|h| Atomics::load(&h.ctrl, MEM_PAGES).unwrap_or(0).max(0) as f64 * 65536.0 + BUFFER_BYTES as f64).sum()
+    }
+
+    /// Send no parts while `paused` (a model loaded only for a moment: its rows would stay in the
+    /// helpers' memories, which never shrink).
+    pub fn pause(&self, paused: bool) {
+        self.paused.set(paused);
+    }
+
+    /// Test hook: make helper 0 panic, as a bug would (its parts are then computed here).
+    pub fn crash_one(&self) {
+        if let Some(h) = self.helpers.first().filter(|h| h.is_ready() && Atomics::load(&h.ctrl, STATE).unwrap_or(0) != REQUEST) {
+            let _ = Atomics::store(&h.ctrl, OP, OP_PANIC);
+            h.wake();
+            h.wait();
+        }
     }
 
     /// Let the helpers drop every weight they hold (the model changed).
@@ -226,15 +276,14 @@ impl Helpers for Pool {
     }
 
     fn send(&self, h: usize, id: u64, ty: QType, x: &[f32], t: usize, k: usize, rows: &[u8], n_rows: usize) -> bool {
-        let Some(helper) = self.helpers.get(h).filter(|h| h.is_ready()) else { return false };
+        let Some(helper) = self.helpers.get(h).filter(|h| h.is_ready() && !self.paused.get()) else { return false };
         // (a request still in flight: the model worker trapped between a send and its receive)
         if Atomics::load(&helper.ctrl, STATE).unwrap_or(0) == REQUEST {
             return false;
         }
         let held = helper.holds.borrow().contains(&id);
         let w_bytes = if held { 0 } else { rows.len().div_ceil(4) * 4 };
-        let fits = HEADER_BYTES + w_bytes + t * k * 4 <= BUFFER_BYTES && HEADER_BYTES + t * n_rows * 4 <= BUFFER_BYTES;
-        if !fits || ty.code() > i32::MAX as u32 {
+        if !fits(w_bytes, t, k, n_rows) || x.len() < t * k {
             return false;
         }
         if !held {
@@ -272,13 +321,13 @@ thread_local! {
 pub fn serve() {
     std::panic::set_hook(Box::new(|info| {
         web_sys::console::error_1(&format!("sinkscope helper: internal error: {info}").into());
-        CTRL.with_borrow(|c| {
-            if let Some(c) = c {
-                let _ = Atomics::store(c, STATE, FAILED);
-                let _ = Atomics::notify(c, STATE);
-            }
-        });
+        fail_request();
     }));
+    // A trap that is not a panic (memory, stack) fails the request too; the model worker stops
+    // the error there.
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(|_ev: web_sys::Event| fail_request());
+    let _ = super::scope().add_event_listener_with_callback("error", on_error.as_ref().unchecked_ref());
+    on_error.forget();
     let on_message = Closure::once(move |ev: MessageEvent| match ev.data().dyn_into::<SharedArrayBuffer>() {
         Ok(sab) => run(sab),
         Err(_) => web_sys::console::error_1(&"sinkscope helper: expected a SharedArrayBuffer".into()),
@@ -286,6 +335,16 @@ pub fn serve() {
     super::scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     let _ = super::scope().post_message(&"ready for the buffer".into());
+}
+
+/// The request in flight failed (the helper's panic hook and error handler).
+fn fail_request() {
+    CTRL.with_borrow(|c| {
+        if let Some(c) = c.as_ref().filter(|c| Atomics::load(*c, STATE).unwrap_or(0) == REQUEST) {
+            let _ = Atomics::store(c, STATE, FAILED);
+            let _ = Atomics::notify(c, STATE);
+        }
+    });
 }
 
 fn run(sab: SharedArrayBuffer) {
@@ -307,6 +366,7 @@ fn run(sab: SharedArrayBuffer) {
                 weights = HashMap::new();
                 true
             }
+            OP_PANIC => panic!("a deliberate panic (test hook)"),
             _ => false,
         };
         let pages = super::wasm_memory_bytes() / 65536.0;
@@ -327,8 +387,9 @@ fn product(sab: &SharedArrayBuffer, ctrl: &Int32Array, weights: &mut HashMap<u64
     }
     let (t, k, n_rows, w_len) = (t as usize, k as usize, n_rows as usize, w_len as usize);
     let w_bytes = w_len.div_ceil(4) * 4;
-    // the model worker checked these; a helper trusts no one's arithmetic with its memory
-    if !k.is_multiple_of(ty.block().0) || HEADER_BYTES + w_bytes + t * k * 4 > BUFFER_BYTES || HEADER_BYTES + t * n_rows * 4 > BUFFER_BYTES {
+    // The model worker checked these; a helper trusts no one's arithmetic with its memory (and
+    // never gets fewer than the tiled kernel's rows).
+    if t < TILED_FROM_ROWS || !k.is_multiple_of(ty.block().0) || !fits(w_bytes, t, k, n_rows) {
         return false;
     }
     if w_len > 0 {
@@ -336,7 +397,7 @@ fn product(sab: &SharedArrayBuffer, ctrl: &Int32Array, weights: &mut HashMap<u64
         Uint8Array::new_with_byte_offset_and_length(sab, HEADER_BYTES as u32, w_len as u32).copy_to(&mut rows);
         weights.insert(id, rows);
     }
-    let Some(rows) = weights.get(&id) else { return false };
+    let Some(rows) = weights.get(&id).filter(|r| r.len() as u64 == n_rows as u64 * ty.row_bytes(k) as u64) else { return false };
     x.resize(t * k, 0.0);
     Float32Array::new_with_byte_offset_and_length(sab, (HEADER_BYTES + w_bytes) as u32, (t * k) as u32).copy_to(x);
     out.clear();

@@ -68,6 +68,8 @@ enum Request {
     Panic,
     /// Test hook: this build's block kernels against the portable ones (`quant::self_check`).
     KernelCheck,
+    /// Test hook: make a helper worker panic, as a bug would.
+    CrashHelper,
     /// The Lab: show the current state (the pre-trained checkpoint at first).
     LabShow { #[serde(default)] projector: bool },
     /// Train (from a fresh initialisation with `seed` if the checkpoint is shown).
@@ -359,6 +361,11 @@ fn handle(req: Request) {
             post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd"), helpers, helper_parts });
         }
         Request::LoseDevice => device::lose(),
+        Request::CrashHelper => POOL.with_borrow(|p| {
+            if let Some(p) = p {
+                p.crash_one();
+            }
+        }),
         Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
         Request::Corpus { text, eps, projector } => wasm_bindgen_futures::spawn_local(jobs::corpus(text, eps, projector)),
         Request::JobCancel => WORKER.with_borrow_mut(|w| w.jobs.cancel = true),
@@ -619,7 +626,20 @@ fn start_helpers(requested: Option<usize>) {
 
 /// The helpers drop the rows they hold of models that are gone.
 fn helpers_forget() {
-    POOL.with_borrow(|p| p.as_ref().map(|p| p.forget()));
+    POOL.with_borrow(|p| {
+        if let Some(p) = p {
+            p.forget();
+        }
+    });
+}
+
+/// No parts for the helpers while `paused` (see [`helpers::Pool::pause`]).
+fn helpers_pause(paused: bool) {
+    POOL.with_borrow(|p| {
+        if let Some(p) = p {
+            p.pause(paused);
+        }
+    });
 }
 
 /// Before loading another model or backend: the old session (and its device) goes first, so two
@@ -661,7 +681,7 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         start
     });
     let adapter = match POOL.with_borrow(|p| p.as_ref().map(|p| crate::offload::Helpers::count(p.as_ref()))) {
-        Some(n) if backend_name == "cpu" => format!("{adapter}; {} threads: this worker and {n} helper worker{}", n + 1, if n == 1 { "" } else { "s" }),
+        Some(n) if backend_name == "cpu" => format!("{adapter}; {} threads: this worker and {n} helper worker{} started", n + 1, if n == 1 { "" } else { "s" }),
         _ if backend_name == "cpu" => format!("{adapter}; one thread"),
         _ => adapter,
     };
@@ -680,8 +700,10 @@ async fn compare_models(prompt: String, eps: f32, projector: bool) {
     let result = match cached {
         Some(c) => Ok(c),
         None => {
+            // the other model is loaded for a moment: its rows are not sent to the helpers
+            helpers_pause(true);
             let c = compute_comparison(&prompt, eps).await;
-            helpers_forget(); // the other model's rows
+            helpers_pause(false);
             c
         }
     };

@@ -82,7 +82,7 @@ for (const backend of gpuRuns > 0 ? [...cpus, "webgpu"] : cpus) {
   const wasmMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.wasmMemory));
   const helperMemory = Number(await page.$eval("[data-testid=status]", (s) => s.dataset.helperMemory || 0));
   const gpu = (await page.$eval("[data-testid=status]", (s) => s.dataset.gpuBuffers)).split(" ").map(Number);
-  const threads = await page.getAttribute("#backend", "title");
+  const threads = (await page.getAttribute("#backend", "title")) || "";
   rows.push({ backend, threads: (threads.match(/(\d+) threads|one thread/) || ["?"])[0], wasm: await wasmFile, runs, coldMs, warmMs, f16, a16, f64, a64, word: median(word), wordFwd: median(wordFwd), wasmMemoryMB: wasmMemory / 1e6, helperMemoryMB: helperMemory / 1e6, gpuBuffersMB: gpu.length === 2 ? gpu.map((x) => x / 1e6) : null });
   console.log(JSON.stringify(rows[rows.length - 1]));
   await close();
