@@ -151,9 +151,11 @@ struct Worker {
 }
 
 thread_local! {
-    /// The CPU worker's helper workers (started by the first `init`; none in the WebGPU build).
+    /// The CPU worker's helper workers (started after the first picture; none in the WebGPU build).
     static POOL: RefCell<Option<std::rc::Rc<helpers::Pool>>> = const { RefCell::new(None) };
-    /// Whether the first `init` has decided about helpers.
+    /// How many helpers the first `init` asked for (`None` inside: one per further core).
+    static HELPER_REQUEST: std::cell::Cell<Option<Option<usize>>> = const { std::cell::Cell::new(None) };
+    /// Whether the helpers were started (or found impossible).
     static POOL_DECIDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static WORKER: RefCell<Worker> = RefCell::new(Worker {
         session: None,
@@ -302,7 +304,7 @@ pub fn start() {
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
         Ok(Request::InitFile { name, backend, helpers }) => {
-            start_helpers(helpers);
+            request_helpers(helpers);
             // the file's bytes: an ArrayBuffer transferred beside the message (not through serde)
             let bytes = Reflect::get(&ev.data(), &"bytes".into()).ok().filter(|b| b.is_instance_of::<js_sys::ArrayBuffer>());
             match bytes {
@@ -321,7 +323,7 @@ pub fn start() {
 fn handle(req: Request) {
     match req {
         Request::Init { model, backend, helpers } => {
-            start_helpers(helpers);
+            request_helpers(helpers);
             wasm_bindgen_futures::spawn_local(init_catalogue(model, backend))
         }
         Request::InitFile { .. } => {}
@@ -472,6 +474,7 @@ async fn run_pending() {
                     poison(&mut frame);
                 }
                 post_frame(&frame);
+                start_helpers();
             }
             Err(e) if WORKER.with_borrow(|w| w.backend) == "webgpu" && is_device_loss(&e.to_string()) => {
                 report_device_lost(format!("the GPU device was lost ({e})"));
@@ -603,14 +606,34 @@ async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Back
     }
 }
 
-/// Start the helper workers of the CPU worker's products, once (see [`helpers`]): `requested`
-/// helpers, or one per further core; none in the WebGPU build or where the page is not
-/// cross-origin isolated (then every product runs on this worker alone, as before).
-fn start_helpers(requested: Option<usize>) {
-    if POOL_DECIDED.replace(true) || cfg!(feature = "wgpu") {
+/// Remember the first `init`'s request for helpers.
+fn request_helpers(requested: Option<usize>) {
+    if HELPER_REQUEST.get().is_none() {
+        HELPER_REQUEST.set(Some(requested));
+    }
+}
+
+/// How many helpers run or will run after the first picture: none in the WebGPU build or where
+/// the page is not cross-origin isolated.
+fn planned_helpers() -> usize {
+    match POOL.with_borrow(|p| p.as_ref().map(|p| crate::offload::Helpers::count(p.as_ref()))) {
+        Some(n) => n,
+        None if cfg!(feature = "wgpu") || POOL_DECIDED.get() => 0,
+        None => helpers::wanted(HELPER_REQUEST.get().flatten()),
+    }
+}
+
+/// Start the helper workers of the CPU worker's products, once, after the first picture (see
+/// [`helpers`]; their start — loading and compiling the wasm — would otherwise compete with the
+/// first picture for the cores): the requested number, or one per further core; none in the
+/// WebGPU build or where the page is not cross-origin isolated (then every product runs on this
+/// worker alone).
+fn start_helpers() {
+    if cfg!(feature = "wgpu") || POOL_DECIDED.get() {
         return;
     }
-    let n = helpers::wanted(requested);
+    POOL_DECIDED.set(true);
+    let n = helpers::wanted(HELPER_REQUEST.get().flatten());
     if n == 0 {
         return;
     }
@@ -680,10 +703,10 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         w.busy |= start;
         start
     });
-    let adapter = match POOL.with_borrow(|p| p.as_ref().map(|p| crate::offload::Helpers::count(p.as_ref()))) {
-        Some(n) if backend_name == "cpu" => format!("{adapter}; {} threads: this worker and {n} helper worker{} started", n + 1, if n == 1 { "" } else { "s" }),
-        _ if backend_name == "cpu" => format!("{adapter}; one thread"),
-        _ => adapter,
+    let adapter = match planned_helpers() {
+        _ if backend_name != "cpu" => adapter,
+        0 => format!("{adapter}; one thread"),
+        n => format!("{adapter}; {} threads: this worker and {n} helper worker{} (started after the first picture)", n + 1, if n == 1 { "" } else { "s" }),
     };
     post(&Reply::Ready { backend: backend_name, adapter, load_ms: now_ms() - t0, n_layers, n_heads, model: name.to_string(), model_id: model, formats, fallback });
     if start {

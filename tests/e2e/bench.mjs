@@ -46,6 +46,9 @@ for (const backend of gpuRuns > 0 ? [...cpus, "webgpu"] : cpus) {
   await page.goto(link(base, P16[0], backend === "webgpu" ? "webgpu" : "cpu"));
   await waitReady(page, 1_800_000);
   const coldMs = Date.now() - t0;
+  // the first page starts its helper workers after its first picture; let them load before the
+  // second page opens, or they compete with it for this machine's 2 cores (a user opens one page)
+  await page.waitForTimeout(2000);
   const page2 = await context.newPage();
   t0 = Date.now();
   await page2.goto(link(base, P16[1], backend === "webgpu" ? "webgpu" : "cpu"));
