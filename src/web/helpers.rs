@@ -18,6 +18,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 use js_sys::{Atomics, Float32Array, Int32Array, SharedArrayBuffer, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -30,7 +31,7 @@ use crate::quant::{self, QType, TILED_FROM_ROWS};
 /// The `name` a helper worker is started with (the wasm's entry point checks it).
 pub const NAME: &str = "sinkscope-helper";
 /// At most this many helpers (besides the model worker).
-pub const MAX_HELPERS: usize = 3;
+const MAX_HELPERS: usize = 3;
 
 const HEADER_WORDS: u32 = 16;
 const HEADER_BYTES: usize = HEADER_WORDS as usize * 4;
@@ -172,12 +173,98 @@ fn spin_while(ctrl: &Int32Array, state: i32) {
     while Atomics::load(ctrl, STATE).unwrap_or(-1) == state && clock.now() - t0 < SPIN_MS {}
 }
 
+// --- The model worker's side: its pool, started once ----------------------------------------------
+
+thread_local! {
+    /// The helpers (started after the first picture; none in the WebGPU build).
+    static POOL: RefCell<Option<Rc<Pool>>> = const { RefCell::new(None) };
+    /// How many helpers the first `init` asked for (`None` inside: one per further core).
+    static REQUESTED: Cell<Option<Option<usize>>> = const { Cell::new(None) };
+    /// Whether the helpers were started (or found impossible).
+    static DECIDED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn with_pool<R>(f: impl FnOnce(&Pool) -> R) -> Option<R> {
+    POOL.with_borrow(|p| p.as_deref().map(f))
+}
+
+/// Remember the first `init`'s request for helpers (the page's test hook; `None`: one per further
+/// core).
+pub fn request(requested: Option<usize>) {
+    if REQUESTED.get().is_none() {
+        REQUESTED.set(Some(requested));
+    }
+}
+
+/// How many helpers run, or will run after the first picture: none in the WebGPU build or where
+/// the page is not cross-origin isolated.
+pub fn planned() -> usize {
+    match with_pool(|p| p.helpers.len()) {
+        Some(n) => n,
+        None if cfg!(feature = "wgpu") || DECIDED.get() => 0,
+        None => wanted(REQUESTED.get().flatten()),
+    }
+}
+
+/// Start the helpers, once, after the first picture (loading and compiling their wasm would
+/// otherwise compete with it for the cores), and hand them to [`crate::offload`]. Without them
+/// every product runs on the model worker alone.
+pub fn start_once() {
+    if cfg!(feature = "wgpu") || DECIDED.replace(true) {
+        return;
+    }
+    let n = wanted(REQUESTED.get().flatten());
+    if n == 0 {
+        return;
+    }
+    match Pool::start(n) {
+        Ok(pool) => {
+            let pool = Rc::new(pool);
+            crate::offload::install(Box::new(pool.clone()));
+            POOL.with_borrow_mut(|p| *p = Some(pool));
+        }
+        Err(e) => web_sys::console::warn_1(&format!("sinkscope: running on one thread: {e}").into()),
+    }
+}
+
+/// Let the helpers drop every weight they hold (the model changed).
+pub fn forget() {
+    with_pool(Pool::forget);
+}
+
+/// Send no parts while `paused` (a model loaded only for a moment: its rows would stay in the
+/// helpers' memories, which never shrink).
+pub fn pause(paused: bool) {
+    with_pool(|p| p.paused.set(paused));
+}
+
+/// (helpers that answer, parts they computed so far), for the kernel-check test hook.
+pub fn stats() -> (usize, usize) {
+    with_pool(|p| (p.helpers.iter().filter(|h| h.is_ready()).count(), p.parts_done.get())).unwrap_or((0, 0))
+}
+
+/// The helpers' memory: their wasm memories (as of their last answer) and shared buffers.
+pub fn memory_bytes() -> Option<f64> {
+    with_pool(|p| p.helpers.iter().map(|h| Atomics::load(&h.ctrl, MEM_PAGES).unwrap_or(0).max(0) as f64 * 65536.0 + BUFFER_BYTES as f64).sum())
+}
+
+/// Test hook: make helper 0 panic, as a bug would (its parts are then computed here).
+pub fn crash_one() {
+    with_pool(|p| {
+        if let Some(h) = p.helpers.first().filter(|h| h.is_ready() && Atomics::load(&h.ctrl, STATE).unwrap_or(0) != REQUEST) {
+            let _ = Atomics::store(&h.ctrl, OP, OP_PANIC);
+            h.wake();
+            h.wait();
+        }
+    });
+}
+
 /// The model worker's helpers.
-pub struct Pool {
+struct Pool {
     helpers: Vec<Helper>,
     /// Parts the helpers computed (for the kernel-check test hook).
     parts_done: Cell<usize>,
-    /// No parts are sent (see [`Pool::pause`]).
+    /// No parts are sent (see [`pause`]).
     paused: Cell<bool>,
 }
 
@@ -188,7 +275,7 @@ fn isolated() -> bool {
 
 /// How many helpers to start: `requested` (the page's test hook), else one per further core, at
 /// most [`MAX_HELPERS`]; none where memory cannot be shared.
-pub fn wanted(requested: Option<usize>) -> usize {
+fn wanted(requested: Option<usize>) -> usize {
     if !isolated() {
         return 0;
     }
@@ -200,7 +287,7 @@ pub fn wanted(requested: Option<usize>) -> usize {
 impl Pool {
     /// Start up to `n` helpers running this worker's own script (so the same build of the wasm);
     /// those that could be started (an error if none).
-    pub fn start(n: usize) -> Result<Pool, String> {
+    fn start(n: usize) -> Result<Pool, String> {
         let global: web_sys::WorkerGlobalScope = js_sys::global().dyn_into().map_err(|_| "not running in a worker".to_string())?;
         let script = global.location().href();
         let mut helpers = Vec::with_capacity(n);
@@ -217,38 +304,7 @@ impl Pool {
         Ok(Pool { helpers, parts_done: Cell::new(0), paused: Cell::new(false) })
     }
 
-    /// Parts computed by helpers so far.
-    pub fn parts_done(&self) -> usize {
-        self.parts_done.get()
-    }
-
-    /// Helpers that answer now.
-    pub fn ready(&self) -> usize {
-        self.helpers.iter().filter(|h| h.is_ready()).count()
-    }
-
-    /// The helpers' memory: their wasm memories (as of their last answer) and shared buffers.
-    pub fn memory_bytes(&self) -> f64 {
-        self.helpers.iter().map(|h| Atomics::load(&h.ctrl, MEM_PAGES).unwrap_or(0).max(0) as f64 * 65536.0 + BUFFER_BYTES as f64).sum()
-    }
-
-    /// Send no parts while `paused` (a model loaded only for a moment: its rows would stay in the
-    /// helpers' memories, which never shrink).
-    pub fn pause(&self, paused: bool) {
-        self.paused.set(paused);
-    }
-
-    /// Test hook: make helper 0 panic, as a bug would (its parts are then computed here).
-    pub fn crash_one(&self) {
-        if let Some(h) = self.helpers.first().filter(|h| h.is_ready() && Atomics::load(&h.ctrl, STATE).unwrap_or(0) != REQUEST) {
-            let _ = Atomics::store(&h.ctrl, OP, OP_PANIC);
-            h.wake();
-            h.wait();
-        }
-    }
-
-    /// Let the helpers drop every weight they hold (the model changed).
-    pub fn forget(&self) {
+    fn forget(&self) {
         for h in &self.helpers {
             if !h.is_ready() || Atomics::load(&h.ctrl, STATE).unwrap_or(0) == REQUEST {
                 continue;

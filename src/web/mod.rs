@@ -151,12 +151,6 @@ struct Worker {
 }
 
 thread_local! {
-    /// The CPU worker's helper workers (started after the first picture; none in the WebGPU build).
-    static POOL: RefCell<Option<std::rc::Rc<helpers::Pool>>> = const { RefCell::new(None) };
-    /// How many helpers the first `init` asked for (`None` inside: one per further core).
-    static HELPER_REQUEST: std::cell::Cell<Option<Option<usize>>> = const { std::cell::Cell::new(None) };
-    /// Whether the helpers were started (or found impossible).
-    static POOL_DECIDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static WORKER: RefCell<Worker> = RefCell::new(Worker {
         session: None,
         generation: 0,
@@ -304,7 +298,7 @@ pub fn start() {
     }));
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| match serde_wasm_bindgen::from_value::<Request>(ev.data()) {
         Ok(Request::InitFile { name, backend, helpers }) => {
-            request_helpers(helpers);
+            helpers::request(helpers);
             // the file's bytes: an ArrayBuffer transferred beside the message (not through serde)
             let bytes = Reflect::get(&ev.data(), &"bytes".into()).ok().filter(|b| b.is_instance_of::<js_sys::ArrayBuffer>());
             match bytes {
@@ -323,7 +317,7 @@ pub fn start() {
 fn handle(req: Request) {
     match req {
         Request::Init { model, backend, helpers } => {
-            request_helpers(helpers);
+            helpers::request(helpers);
             wasm_bindgen_futures::spawn_local(init_catalogue(model, backend))
         }
         Request::InitFile { .. } => {}
@@ -359,15 +353,11 @@ fn handle(req: Request) {
                 cases += 1;
                 failures.extend(crate::vmath::wasm::self_check());
             }
-            let (helpers, helper_parts) = POOL.with_borrow(|p| p.as_ref().map_or((0, 0), |p| (p.ready(), p.parts_done())));
+            let (helpers, helper_parts) = helpers::stats();
             post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd"), helpers, helper_parts });
         }
         Request::LoseDevice => device::lose(),
-        Request::CrashHelper => POOL.with_borrow(|p| {
-            if let Some(p) = p {
-                p.crash_one();
-            }
-        }),
+        Request::CrashHelper => helpers::crash_one(),
         Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
         Request::Corpus { text, eps, projector } => wasm_bindgen_futures::spawn_local(jobs::corpus(text, eps, projector)),
         Request::JobCancel => WORKER.with_borrow_mut(|w| w.jobs.cancel = true),
@@ -464,7 +454,7 @@ async fn run_pending() {
             Ok(mut frame) => {
                 if let Some(t) = frame.timing.as_mut() {
                     t.wasm_memory_bytes = Some(wasm_memory_bytes());
-                    t.helper_memory_bytes = POOL.with_borrow(|p| p.as_ref().map(|p| p.memory_bytes()));
+                    t.helper_memory_bytes = helpers::memory_bytes();
                     if let Some([live, peak]) = device::gpu_buffer_bytes() {
                         t.gpu_buffer_bytes = Some(live);
                         t.gpu_buffer_peak_bytes = Some(peak);
@@ -474,7 +464,7 @@ async fn run_pending() {
                     poison(&mut frame);
                 }
                 post_frame(&frame);
-                start_helpers();
+                helpers::start_once();
             }
             Err(e) if WORKER.with_borrow(|w| w.backend) == "webgpu" && is_device_loss(&e.to_string()) => {
                 report_device_lost(format!("the GPU device was lost ({e})"));
@@ -606,65 +596,6 @@ async fn init_file(name: String, bytes: js_sys::Uint8Array, backend: Option<Back
     }
 }
 
-/// Remember the first `init`'s request for helpers.
-fn request_helpers(requested: Option<usize>) {
-    if HELPER_REQUEST.get().is_none() {
-        HELPER_REQUEST.set(Some(requested));
-    }
-}
-
-/// How many helpers run or will run after the first picture: none in the WebGPU build or where
-/// the page is not cross-origin isolated.
-fn planned_helpers() -> usize {
-    match POOL.with_borrow(|p| p.as_ref().map(|p| crate::offload::Helpers::count(p.as_ref()))) {
-        Some(n) => n,
-        None if cfg!(feature = "wgpu") || POOL_DECIDED.get() => 0,
-        None => helpers::wanted(HELPER_REQUEST.get().flatten()),
-    }
-}
-
-/// Start the helper workers of the CPU worker's products, once, after the first picture (see
-/// [`helpers`]; their start — loading and compiling the wasm — would otherwise compete with the
-/// first picture for the cores): the requested number, or one per further core; none in the
-/// WebGPU build or where the page is not cross-origin isolated (then every product runs on this
-/// worker alone).
-fn start_helpers() {
-    if cfg!(feature = "wgpu") || POOL_DECIDED.get() {
-        return;
-    }
-    POOL_DECIDED.set(true);
-    let n = helpers::wanted(HELPER_REQUEST.get().flatten());
-    if n == 0 {
-        return;
-    }
-    match helpers::Pool::start(n) {
-        Ok(pool) => {
-            let pool = std::rc::Rc::new(pool);
-            crate::offload::install(Box::new(pool.clone()));
-            POOL.with_borrow_mut(|p| *p = Some(pool));
-        }
-        Err(e) => web_sys::console::warn_1(&format!("sinkscope: running on one thread: {e}").into()),
-    }
-}
-
-/// The helpers drop the rows they hold of models that are gone.
-fn helpers_forget() {
-    POOL.with_borrow(|p| {
-        if let Some(p) = p {
-            p.forget();
-        }
-    });
-}
-
-/// No parts for the helpers while `paused` (see [`helpers::Pool::pause`]).
-fn helpers_pause(paused: bool) {
-    POOL.with_borrow(|p| {
-        if let Some(p) = p {
-            p.pause(paused);
-        }
-    });
-}
-
 /// Before loading another model or backend: the old session (and its device) goes first, so two
 /// models never coexist.
 /// Returns the new generation: a load started now installs its session only if no later load
@@ -685,7 +616,7 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         return Ok(());
     }
     let device::Chosen { device, name: backend_name, adapter, fallback } = device::choose(backend, |m| report_device_lost(format!("the GPU device was lost ({m})"))).await;
-    helpers_forget();
+    helpers::forget();
     let loaded = app::load(&bytes, &device).map_err(|e| e.to_string())?;
     drop(bytes);
     if superseded() {
@@ -703,7 +634,7 @@ async fn start_session(bytes: Vec<u8>, name: &str, model: ModelId, backend: Opti
         w.busy |= start;
         start
     });
-    let adapter = match planned_helpers() {
+    let adapter = match helpers::planned() {
         _ if backend_name != "cpu" => adapter,
         0 => format!("{adapter}; one thread"),
         n => format!("{adapter}; {} threads: this worker and {n} helper worker{} (started after the first picture)", n + 1, if n == 1 { "" } else { "s" }),
@@ -724,9 +655,9 @@ async fn compare_models(prompt: String, eps: f32, projector: bool) {
         Some(c) => Ok(c),
         None => {
             // the other model is loaded for a moment: its rows are not sent to the helpers
-            helpers_pause(true);
+            helpers::pause(true);
             let c = compute_comparison(&prompt, eps).await;
-            helpers_pause(false);
+            helpers::pause(false);
             c
         }
     };
