@@ -58,11 +58,6 @@ pub fn install(helpers: Box<dyn Helpers>) {
     HELPERS.with(|h| *h.borrow_mut() = Some(helpers));
 }
 
-/// How many helpers this thread's products may use.
-pub fn helper_count() -> usize {
-    HELPERS.with(|h| h.borrow().as_ref().map_or(0, |h| h.count()))
-}
-
 /// Output rows of part `p` of `parts` of a product with `n` rows: equal shares in multiples of 16
 /// rows (whole tiles of every kernel), the last part takes the rest (possibly none).
 fn part_rows(n: usize, parts: usize, p: usize) -> std::ops::Range<usize> {
@@ -87,12 +82,10 @@ pub fn matmul_nt_q(id: u64, x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, 
 
 #[allow(clippy::too_many_arguments)]
 fn split(helpers: &dyn Helpers, id: u64, x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &mut [f32]) -> Result<(), QuantError> {
+    // the checks of the whole product, before any part is sent
+    quant::check(x, t, k, w, ty, n, out)?;
     let parts = helpers.count() + 1;
     let rb = ty.row_bytes(k);
-    // the checks of the whole product, before any part is sent
-    if !k.is_multiple_of(ty.block().0) || x.len() < t * k || w.len() < n * rb || out.len() < t * n {
-        return quant::matmul_nt_q(x, t, k, w, ty, n, out);
-    }
     // part p > 0 goes to helper p - 1; part 0 is ours
     let sent: Vec<bool> = (1..parts)
         .map(|p| {

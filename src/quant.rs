@@ -849,7 +849,8 @@ pub enum QuantError {
     Sizes { t: usize, k: usize, n: usize, ty: QType, x: usize, w: usize, out: usize },
 }
 
-fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f32]) -> Result<(), QuantError> {
+/// Whether a product's buffers hold its sizes (and its rows whole blocks).
+pub(crate) fn check(x: &[f32], t: usize, k: usize, w: &[u8], ty: QType, n: usize, out: &[f32]) -> Result<(), QuantError> {
     if k % ty.block().0 != 0 {
         return Err(QuantError::RowNotBlockAligned { ty, k });
     }
