@@ -52,7 +52,8 @@ use crate::app::{self, export};
 #[serde(tag = "type", rename_all = "kebab-case")]
 enum Request {
     /// `helpers`: how many helper workers to start for the CPU's products (test hook; default:
-    /// one per further core, see [`helpers::wanted`]). Only the first `init` starts them.
+    /// one per further core, see [`helpers::planned`]). Only the first `init` counts; they start
+    /// after the first picture.
     Init { model: ModelId, backend: Option<Backend>, #[serde(default)] helpers: Option<usize> },
     /// A user's own file; its bytes travel beside the message (see [`start`]).
     InitFile { name: String, backend: Option<Backend>, #[serde(default)] helpers: Option<usize> },
