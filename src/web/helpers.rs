@@ -149,14 +149,15 @@ impl Helper {
         self.retire();
         false
     }
+}
 
-    fn bytes(&self, offset: usize, len: usize) -> Uint8Array {
-        Uint8Array::new_with_byte_offset_and_length(&self.sab, offset as u32, len as u32)
-    }
+/// Views of a helper's shared buffer (both sides read and write through them).
+fn bytes(sab: &SharedArrayBuffer, offset: usize, len: usize) -> Uint8Array {
+    Uint8Array::new_with_byte_offset_and_length(sab, offset as u32, len as u32)
+}
 
-    fn floats(&self, offset: usize, len: usize) -> Float32Array {
-        Float32Array::new_with_byte_offset_and_length(&self.sab, offset as u32, len as u32)
-    }
+fn floats(sab: &SharedArrayBuffer, offset: usize, len: usize) -> Float32Array {
+    Float32Array::new_with_byte_offset_and_length(sab, offset as u32, len as u32)
 }
 
 /// Whether a request fits a helper's buffer: the header, the weight rows sent (`w_bytes`, padded
@@ -343,9 +344,9 @@ impl Helpers for Pool {
             return false;
         }
         if !held {
-            helper.bytes(HEADER_BYTES, rows.len()).copy_from(rows);
+            bytes(&helper.sab, HEADER_BYTES, rows.len()).copy_from(rows);
         }
-        helper.floats(HEADER_BYTES + w_bytes, t * k).copy_from(&x[..t * k]);
+        floats(&helper.sab, HEADER_BYTES + w_bytes, t * k).copy_from(&x[..t * k]);
         let c = &helper.ctrl;
         for (word, value) in [(OP, OP_PRODUCT), (TY, ty.code() as i32), (T, t as i32), (K, k as i32), (ROWS, n_rows as i32), (WEIGHT_BYTES, if held { 0 } else { rows.len() as i32 }), (ID_LO, id as u32 as i32), (ID_HI, (id >> 32) as u32 as i32)] {
             let _ = Atomics::store(c, word, value);
@@ -361,7 +362,7 @@ impl Helpers for Pool {
         if !helper.wait() {
             return false;
         }
-        helper.floats(HEADER_BYTES, out.len()).copy_to(out);
+        floats(&helper.sab, HEADER_BYTES, out.len()).copy_to(out);
         self.parts_done.set(self.parts_done.get() + 1);
         true
     }
@@ -450,17 +451,17 @@ fn product(sab: &SharedArrayBuffer, ctrl: &Int32Array, weights: &mut HashMap<u64
     }
     if w_len > 0 {
         let mut rows = vec![0u8; w_len];
-        Uint8Array::new_with_byte_offset_and_length(sab, HEADER_BYTES as u32, w_len as u32).copy_to(&mut rows);
+        bytes(sab, HEADER_BYTES, w_len).copy_to(&mut rows);
         weights.insert(id, rows);
     }
     let Some(rows) = weights.get(&id).filter(|r| r.len() as u64 == n_rows as u64 * ty.row_bytes(k) as u64) else { return false };
     x.resize(t * k, 0.0);
-    Float32Array::new_with_byte_offset_and_length(sab, (HEADER_BYTES + w_bytes) as u32, (t * k) as u32).copy_to(x);
+    floats(sab, HEADER_BYTES + w_bytes, t * k).copy_to(x);
     out.clear();
     out.resize(t * n_rows, 0.0);
     if quant::matmul_nt_q(x, t, k, rows, ty, n_rows, out).is_err() {
         return false;
     }
-    Float32Array::new_with_byte_offset_and_length(sab, HEADER_BYTES as u32, (t * n_rows) as u32).copy_from(out);
+    floats(sab, HEADER_BYTES, t * n_rows).copy_from(out);
     true
 }
