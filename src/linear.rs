@@ -14,6 +14,9 @@
 /// Where the weight rows come from: `fill` writes rows `j0..j0 + nr` row-major into `tile`.
 pub trait Rows {
     fn fill(&self, j0: usize, nr: usize, k: usize, tile: &mut [f32]);
+    /// A hint that rows `j0..j0 + nr` are filled next (while the kernel computes on this tile).
+    #[inline(always)]
+    fn prefetch(&self, _j0: usize, _nr: usize) {}
 }
 
 /// f32 rows [n, k].
@@ -142,6 +145,7 @@ macro_rules! gemm_kernel {
             while j0 < n {
                 let nr = (n - j0).min(NR);
                 w.fill(j0, nr, k, &mut tile);
+                w.prefetch(j0 + nr, (n - j0 - nr).min(NR));
                 for b in 0..blocks {
                     let rows = (t - b * VR).min(VR);
                     let xb = &xp[b * k * VR..(b + 1) * k * VR];

@@ -650,32 +650,44 @@ struct ForwardLayer {
 /// The next array of a read-back, in registration order.
 type Next<'a> = dyn FnMut() -> Result<Vec<f32>, ModelError> + 'a;
 
+/// Which of a layer's optional tensors a read-back holds (what [`ForwardLayer::unpack`] takes).
+#[derive(Clone, Copy)]
+struct Recorded {
+    z: bool,
+    resid: bool,
+}
+
 impl ForwardLayer {
-    /// Add this layer's tensors to a read-back transaction (pattern, v, z, resid, in that order).
-    fn register(&self, mut tx: Transaction) -> Transaction {
-        tx = tx.register(self.pattern.clone()).register(self.v.clone());
-        if let Some(z) = &self.z {
-            tx = tx.register(z.clone());
+    /// Move this layer's tensors into a read-back transaction (pattern, v, z, resid, in that order).
+    /// Moved, not cloned: on the CPU a tensor whose buffer is still shared is copied when it is
+    /// read back (up to three times, through burn's byte buffers), one held only by the
+    /// transaction is handed over as it is.
+    fn register(self, mut tx: Transaction) -> (Transaction, Recorded) {
+        let recorded = Recorded { z: self.z.is_some(), resid: self.resid.is_some() };
+        tx = tx.register(self.pattern).register(self.v);
+        if let Some(z) = self.z {
+            tx = tx.register(z);
         }
-        for t in self.resid.iter().flatten() {
-            tx = tx.register(t.clone());
+        for t in self.resid.into_iter().flatten() {
+            tx = tx.register(t);
         }
-        tx
+        (tx, recorded)
     }
 
-    /// This layer's host arrays, taken from a read-back in the order of [`Self::register`].
-    fn unpack(&self, next: &mut Next) -> Result<LayerTrace, ModelError> {
+    /// A layer's host arrays, taken from a read-back in the order of [`Self::register`].
+    fn unpack(recorded: Recorded, next: &mut Next) -> Result<LayerTrace, ModelError> {
         let (pattern, v) = (next()?, next()?);
-        let z = if self.z.is_some() { Some(next()?) } else { None };
-        let (resid_pre, attn_out, resid_post) = if self.resid.is_some() { (Some(next()?), Some(next()?), Some(next()?)) } else { (None, None, None) };
+        let z = if recorded.z { Some(next()?) } else { None };
+        let (resid_pre, attn_out, resid_post) = if recorded.resid { (Some(next()?), Some(next()?), Some(next()?)) } else { (None, None, None) };
         Ok(LayerTrace { pattern, v, z, resid_pre, attn_out, resid_post })
     }
 
     /// Read this layer back on its own (one transaction).
     async fn read(self) -> Result<LayerTrace, ModelError> {
-        let data = self.register(Transaction::default()).execute_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?;
+        let (tx, recorded) = self.register(Transaction::default());
+        let data = tx.execute_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?;
         let mut it = data.into_iter().map(|d| d.try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("{e:?}"))));
-        self.unpack(&mut || it.next().unwrap_or_else(|| Err(ModelError::Device("missing tensor in read-back".into()))))
+        Self::unpack(recorded, &mut || it.next().unwrap_or_else(|| Err(ModelError::Device("missing tensor in read-back".into()))))
     }
 }
 
@@ -697,20 +709,26 @@ impl Forward {
     /// Read every recorded tensor back in one transaction (one GPU round trip).
     async fn read(self) -> Result<(NewRows, Vec<(Tensor<3>, Tensor<3>)>), ModelError> {
         let mut tx = Transaction::default();
-        for fl in self.layers.iter().flatten() {
-            tx = fl.register(tx);
+        let mut recorded = Vec::with_capacity(self.layers.len());
+        for fl in self.layers {
+            recorded.push(fl.map(|fl| {
+                let (next, r) = fl.register(std::mem::take(&mut tx));
+                tx = next;
+                r
+            }));
         }
-        if let Some(f) = &self.final_norm {
-            tx = tx.register(f.clone());
+        let has_final = self.final_norm.is_some();
+        if let Some(f) = self.final_norm {
+            tx = tx.register(f);
         }
-        if let Some(lg) = &self.logits {
-            tx = tx.register(lg.clone());
+        if let Some(lg) = self.logits {
+            tx = tx.register(lg);
         }
         let data = tx.execute_async().await.map_err(|e| ModelError::Device(format!("{e:?}")))?;
         let mut it = data.into_iter().map(|d| d.try_into_vec::<f32>().map_err(|e| ModelError::Device(format!("{e:?}"))));
         let mut next = || it.next().unwrap_or_else(|| Err(ModelError::Device("missing tensor in read-back".into())));
-        let layers = self.layers.iter().map(|fl| fl.as_ref().map(|fl| fl.unpack(&mut next)).transpose()).collect::<Result<Vec<_>, _>>()?;
-        let final_norm = if self.final_norm.is_some() { Some(next()?) } else { None };
+        let layers = recorded.into_iter().map(|r| r.map(|r| ForwardLayer::unpack(r, &mut next)).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let final_norm = if has_final { Some(next()?) } else { None };
         let logits = next()?;
         Ok((NewRows { layers, final_norm, logits }, self.kv))
     }
