@@ -6,7 +6,7 @@
 #   sinkscope-relaxed the same CPU worker with relaxed SIMD (fused multiply-add), where the browser
 #                     has it (Chromium does);
 #   sinkscope-webgpu  the same worker with the `wgpu` feature (burn's WebGPU backend, CubeCL's WGSL
-#                     compiler): most of its size, downloaded only where WebGPU runs.
+#                     compiler), built for size: downloaded only where WebGPU runs.
 # The page (www/app.js) picks one. No bundler: wasm-bindgen's `--target web` glue is an ES module,
 # and each worker's loader is two lines written here.
 set -euo pipefail
@@ -20,12 +20,12 @@ mkdir -p "$OUT"
 find "$OUT" -maxdepth 1 -type f -delete
 rm -rf "$OUT/snippets"
 
-worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_EXTRA from the caller)
-  local name=$1 bin=$2
+worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_EXTRA, PROFILE from the caller)
+  local name=$1 bin=$2 profile=${PROFILE:-release}
   shift 2
   local dir=${CARGO_TARGET_DIR:-target}
-  cargo build --release --target wasm32-unknown-unknown --bin "$bin" "$@"
-  wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir "$OUT" "$dir/wasm32-unknown-unknown/release/$bin.wasm"
+  cargo build --profile "$profile" --target wasm32-unknown-unknown --bin "$bin" "$@"
+  wasm-bindgen --target web --no-typescript --out-name "$name" --out-dir "$OUT" "$dir/wasm32-unknown-unknown/$profile/$bin.wasm"
   local raw
   raw=$(stat -c %s "$OUT/${name}_bg.wasm")
   # shellcheck disable=SC2086
@@ -35,7 +35,10 @@ worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_
 }
 
 worker sinkscope sinkscope
-worker sinkscope-webgpu sinkscope-webgpu --features wgpu
+# The WebGPU worker with Cargo.toml's `webgpu` profile: CubeCL's kernel compiler and burn's GPU
+# kernels (most of its size, and code that runs once per kernel) optimised for size, with one
+# codegen unit and whole-program LTO; this crate's own code at full speed (README: Sizes).
+PROFILE=webgpu worker sinkscope-webgpu sinkscope-webgpu --features wgpu
 # The CPU worker again with relaxed SIMD (f32x4.relaxed_madd: one fused multiply-add where the CPU
 # has FMA), for browsers that validate it (the page checks). Its own build folder: other target
 # features mean every crate is compiled again, and sharing the folder would rebuild both each time.

@@ -1,12 +1,17 @@
-//! WebGPU kernels (CubeCL) that compute on GGUF blocks: the weights are uploaded in their block
-//! format, as u32 words, and expanded inside the product, so a model takes about its file's size in
-//! GPU memory and no single buffer holds an f32 copy of a large matrix.
+//! WebGPU kernels (CubeCL) for the forward's products: on GGUF blocks, and the dense ones.
 //!
-//! One invocation per output value: it walks the blocks of one weight row, decodes each value to
-//! exactly what the CPU reader gives (`q·d + m`, the f16 scales converted bit by bit) and
-//! accumulates in f32. Simple and exact; a tiled kernel (a workgroup sharing x rows in workgroup
-//! memory) would be faster on a real GPU, but none was available to measure one against (see the
-//! README's cost model).
+//! The weights are uploaded in their block format, as u32 words, and expanded inside the product,
+//! so a model takes about its file's size in GPU memory and no single buffer holds an f32 copy of a
+//! large matrix. One invocation per output value: it walks the blocks of one weight row, decodes
+//! each value to exactly what the CPU reader gives (`q·d + m`, the f16 scales converted bit by bit)
+//! and accumulates in f32. Simple and exact; a tiled kernel (a workgroup sharing x rows in
+//! workgroup memory) would be faster on a real GPU, but none was available to measure one against
+//! (see the README's cost model).
+//!
+//! The dense products (f32 weights, the attention's q·kᵀ and pattern·v) are here too, with the
+//! attention pattern's scale, mask and softmax fused into one kernel, rather than burn's matmul:
+//! one dispatch instead of about eight for the pattern, and burn's matmul (its autotuned tile
+//! variants, quantized inputs included) is 0.46 MB of the gzipped WebGPU worker (README, Sizes).
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::Cube;
@@ -166,6 +171,77 @@ fn qrows_kernel(w: &Tensor<u32>, ids: &Tensor<i32>, out: &mut Tensor<f32>, n: u3
     }
 }
 
+/// out[i, j] = Σ_c x[i, c] · w[j, c] for x [T, k], w [n, k] (f32 weights).
+#[cube(launch)]
+fn matmul_nt_kernel(x: &Tensor<f32>, w: &Tensor<f32>, out: &mut Tensor<f32>, n: u32, k: u32) {
+    let pos = ABSOLUTE_POS;
+    if pos >= out.len() {
+        terminate!();
+    }
+    let (n, k) = (n as usize, k as usize);
+    let (xo, wo) = ((pos / n) * k, (pos % n) * k);
+    let mut acc = 0.0f32;
+    for c in 0..k {
+        acc += x[xo + c] * w[wo + c];
+    }
+    out[pos] = acc;
+}
+
+/// out[b, i, j] = Σ_s a[b, i, s] · v[b, s, j] for a [B, m, t], v [B, t, d].
+#[cube(launch)]
+fn bmatmul_kernel(a: &Tensor<f32>, v: &Tensor<f32>, out: &mut Tensor<f32>, m: u32, t: u32, d: u32) {
+    let pos = ABSOLUTE_POS;
+    if pos >= out.len() {
+        terminate!();
+    }
+    let (m, t, d) = (m as usize, t as usize, d as usize);
+    let (row, j) = (pos / d, pos % d);
+    let ao = row * t;
+    let vo = (row / m) * t * d + j;
+    let mut acc = 0.0f32;
+    for s in 0..t {
+        acc += a[ao + s] * v[vo + s * d];
+    }
+    out[pos] = acc;
+}
+
+/// One row of the attention pattern per invocation: out[b, i, :] = softmax(scale · q[b, i]·k[b]ᵀ +
+/// mask[0, i]) for q [B, m, d], k [B, t, d], mask [1, m, t] (finite: no inf − inf).
+#[cube(launch)]
+fn attention_kernel(q: &Tensor<f32>, k: &Tensor<f32>, mask: &Tensor<f32>, out: &mut Tensor<f32>, m: u32, t: u32, d: u32, scale: f32) {
+    let row = ABSOLUTE_POS;
+    let (m, t, d) = (m as usize, t as usize, d as usize);
+    if row >= out.len() / t {
+        terminate!();
+    }
+    let (qo, ko, mo, oo) = (row * d, (row / m) * t * d, (row % m) * t, row * t);
+    // below any score (set at run time: a negative literal would be a compile-time constant, which
+    // the loop could not assign to)
+    let mut max = 0.0f32;
+    max -= 3.4e38f32;
+    for j in 0..t {
+        let mut dot = 0.0f32;
+        for c in 0..d {
+            dot += q[qo + c] * k[ko + j * d + c];
+        }
+        let s = dot * scale + mask[mo + j];
+        out[oo + j] = s;
+        if s > max {
+            max = s;
+        }
+    }
+    let mut sum = 0.0f32;
+    for j in 0..t {
+        let e = (out[oo + j] - max).exp();
+        out[oo + j] = e;
+        sum += e;
+    }
+    let inv = 1.0f32 / sum;
+    for j in 0..t {
+        out[oo + j] = out[oo + j] * inv;
+    }
+}
+
 /// Workgroups of 256 for `count` invocations.
 fn launch_dims(count: usize) -> (CubeCount, CubeDim) {
     let dim = CubeDim::new_1d(256);
@@ -202,5 +278,41 @@ pub fn qrows(w: IntTensor<Cube>, ids: IntTensor<Cube>, ty: u32, n: usize, k: usi
     let client = out.client.clone();
     let (values, bytes) = block_of(ty);
     qrows_kernel::launch(&client, count, dim, w.into_tensor_arg(), ids.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32, ty, values, bytes);
+    out
+}
+
+/// x [T, k] · wᵀ for dense f32 w [n, k] -> [T, n].
+pub fn matmul_nt(x: FloatTensor<Cube>, w: FloatTensor<Cube>) -> FloatTensor<Cube> {
+    let (x, w) = (into_contiguous(x), into_contiguous(w));
+    let (t, k, n) = (x.meta.shape()[0], x.meta.shape()[1], w.meta.shape()[0]);
+    let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([t, n]), DType::F32);
+    let (count, dim) = launch_dims(t * n);
+    let client = out.client.clone();
+    matmul_nt_kernel::launch(&client, count, dim, x.into_tensor_arg(), w.into_tensor_arg(), out.clone().into_tensor_arg(), n as u32, k as u32);
+    out
+}
+
+/// a [B, m, t] · v [B, t, d] -> [B, m, d].
+pub fn bmatmul(a: FloatTensor<Cube>, v: FloatTensor<Cube>) -> FloatTensor<Cube> {
+    let (a, v) = (into_contiguous(a), into_contiguous(v));
+    let (b, m, t, d) = (a.meta.shape()[0], a.meta.shape()[1], a.meta.shape()[2], v.meta.shape()[2]);
+    let out = empty_device_dtype(a.client.clone(), a.device.clone(), Shape::new([b, m, d]), DType::F32);
+    let (count, dim) = launch_dims(b * m * d);
+    let client = out.client.clone();
+    bmatmul_kernel::launch(&client, count, dim, a.into_tensor_arg(), v.into_tensor_arg(), out.clone().into_tensor_arg(), m as u32, t as u32, d as u32);
+    out
+}
+
+/// softmax(scale · q·kᵀ + mask) for q [B, m, d], k [B, t, d], mask [1, m, t] -> [B, m, t].
+pub fn attention_pattern(q: FloatTensor<Cube>, k: FloatTensor<Cube>, mask: FloatTensor<Cube>, scale: f32) -> FloatTensor<Cube> {
+    let (q, k, mask) = (into_contiguous(q), into_contiguous(k), into_contiguous(mask));
+    let (b, m, d, t) = (q.meta.shape()[0], q.meta.shape()[1], q.meta.shape()[2], k.meta.shape()[1]);
+    let out = empty_device_dtype(q.client.clone(), q.device.clone(), Shape::new([b, m, t]), DType::F32);
+    if t == 0 {
+        return out;
+    }
+    let (count, dim) = launch_dims(b * m);
+    let client = out.client.clone();
+    attention_kernel::launch(&client, count, dim, q.into_tensor_arg(), k.into_tensor_arg(), mask.into_tensor_arg(), out.clone().into_tensor_arg(), m as u32, t as u32, d as u32, scale);
     out
 }

@@ -14,12 +14,23 @@
 //! * loss: mean squared error; optimiser: AdamW (lr 5e-2, weight decay 1e-3, β = (0.9, 0.999)),
 //!   8,192 training sequences, batch 256, 50 epochs — the paper's numbers where it gives them.
 //!
-//! Gradients come from burn's autodiff on any backend; the optimiser step runs on the host (the
-//! parameters are a few kilobytes), which keeps training deterministic for a seed on the CPU.
+//! Gradients come from burn's autodiff on its CPU backend ([`Train`]); the optimiser step runs on
+//! the host (the parameters are a few kilobytes), which keeps training deterministic for a seed.
 
-use burn::prelude::*;
-use burn::tensor::activation::softmax;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{AutodiffBackend, Backend, Flex};
+use burn::tensor::{Shape, Slice, TensorData};
+use burn_autodiff::Autodiff;
 use serde::{Deserialize, Serialize};
+
+/// The backend the toy trains on: burn's autodiff over its CPU backend, named here rather than
+/// reached through burn's device-agnostic tensors. The toy's matrices are 16 × 16, so it runs on the
+/// CPU in every build, and a `matmul` on the device-agnostic tensors would link burn's WebGPU matmul
+/// (its tile variants and quantized inputs: 0.46 MB of the gzipped WebGPU worker, README: Sizes)
+/// into a worker that never multiplies with it.
+type Train = Autodiff<Flex>;
 
 /// Token features: [value, is_sep, 1].
 pub const N_FEATURES: usize = 3;
@@ -232,27 +243,23 @@ impl Weights {
     }
 }
 
-fn tensor(data: &[f32], shape: &[usize], device: &Device) -> Tensor<2> {
-    let (r, c) = if shape.len() == 2 { (shape[0], shape[1]) } else { (1, shape[0]) };
-    Tensor::from_data(TensorData::new(data.to_vec(), [r, c]), device)
+/// Parameters as tensors of backend `B`, in [`Weights::flat`] order (tracked for gradients when `B`
+/// is [`Train`]).
+struct Params<B: Backend> {
+    d: usize,
+    tensors: Vec<FloatTensor<B>>,
 }
 
-/// Parameters as burn tensors (tracked when the device has autodiff).
-pub struct Params {
-    pub d: usize,
-    pub tensors: Vec<Tensor<2>>,
-}
-
-impl Params {
-    pub fn new(w: &Weights, device: &Device, track: bool) -> Self {
+impl<B: Backend> Params<B> {
+    fn new(w: &Weights, track: bool) -> Self {
         let tensors = w
             .flat()
-            .iter()
+            .into_iter()
             .zip(Weights::shapes(w.d_model))
             .map(|(data, shape)| {
-                let t = tensor(data, &shape, device);
+                let t = B::float_from_data(TensorData::new(data, shape), &Default::default());
                 if track {
-                    t.require_grad()
+                    B::float_set_require_grad(t, true)
                 } else {
                     t
                 }
@@ -263,82 +270,69 @@ impl Params {
 }
 
 /// The outputs of a forward pass.
-pub struct Out {
+struct Out<B: Backend> {
     /// [B]
-    pub pred: Tensor<1>,
+    pred: FloatTensor<B>,
     /// Per layer: attention [B, T, T].
-    pub attn: [Tensor<3>; 2],
-    /// Per layer: head output A·V [B, T, d] and the residual stream entering the layer [B, T, d].
-    pub z: [Tensor<3>; 2],
-    pub resid_pre: [Tensor<3>; 2],
+    attn: [FloatTensor<B>; 2],
+    /// Per layer: head output A·V [B, T, d].
+    z: [FloatTensor<B>; 2],
 }
 
 /// Forward pass on `feats` [B, T, N_FEATURES].
-pub fn forward(p: &Params, feats: &[f32], b: usize, t: usize, device: &Device) -> Out {
-    let d = p.d;
-    let x_in: Tensor<3> = Tensor::from_data(TensorData::new(feats.to_vec(), [b, t, N_FEATURES]), device);
+fn forward<B: Backend>(p: &Params<B>, feats: &[f32], b: usize, t: usize) -> Out<B> {
+    let (d, dev) = (p.d, Default::default());
+    let x_in = B::float_from_data(TensorData::new(feats.to_vec(), [b, t, N_FEATURES]), &dev);
     let mut mask = vec![0.0f32; t * t];
     for q in 0..t {
         for k in q + 1..t {
             mask[q * t + k] = -1.0e9;
         }
     }
-    let mask: Tensor<3> = Tensor::from_data(TensorData::new(mask, [1, t, t]), device);
-    let bcast = |w: &Tensor<2>| w.clone().unsqueeze::<3>();
-    let mut x = x_in.matmul(bcast(&p.tensors[0]));
-    let mut attn = Vec::new();
-    let mut zs = Vec::new();
-    let mut pres = Vec::new();
+    let mask = B::float_from_data(TensorData::new(mask, [1, t, t]), &dev);
+    // a weight [r, c] as [1, r, c], multiplied into every sequence of the batch
+    let bcast = |w: &FloatTensor<B>, r: usize| B::float_reshape(w.clone(), Shape::new([1, r, d]));
+    let mut x = B::float_matmul(x_in, bcast(&p.tensors[0], N_FEATURES));
+    let (mut attn, mut zs) = (Vec::new(), Vec::new());
     for l in 0..2 {
         let w = &p.tensors[1 + 4 * l..5 + 4 * l];
-        let q = x.clone().matmul(bcast(&w[0]));
-        let k = x.clone().matmul(bcast(&w[1]));
-        let v = x.clone().matmul(bcast(&w[2]));
-        let a = softmax(q.matmul(k.swap_dims(1, 2)) + mask.clone(), 2);
-        let z = a.clone().matmul(v);
-        pres.push(x.clone());
-        x = x + z.clone().matmul(bcast(&w[3]));
+        let q = B::float_matmul(x.clone(), bcast(&w[0], d));
+        let k = B::float_matmul(x.clone(), bcast(&w[1], d));
+        let v = B::float_matmul(x.clone(), bcast(&w[2], d));
+        let a = B::softmax(B::float_add(B::float_matmul(q, B::float_swap_dims(k, 1, 2)), mask.clone()), 2);
+        let z = B::float_matmul(a.clone(), v);
+        x = B::float_add(x, B::float_matmul(z.clone(), bcast(&w[3], d)));
         attn.push(a);
         zs.push(z);
     }
-    let last = x.narrow(1, t - 1, 1).reshape([b, d]);
-    let pred = last.matmul(p.tensors[9].clone()).reshape([b]) + p.tensors[10].clone().reshape([1]);
-    let _ = d;
-    let [a0, a1]: [Tensor<3>; 2] = attn.try_into().unwrap_or_else(|_| unreachable!("two layers"));
-    let [z0, z1]: [Tensor<3>; 2] = zs.try_into().unwrap_or_else(|_| unreachable!("two layers"));
-    let [r0, r1]: [Tensor<3>; 2] = pres.try_into().unwrap_or_else(|_| unreachable!("two layers"));
-    Out { pred, attn: [a0, a1], z: [z0, z1], resid_pre: [r0, r1] }
+    let last = B::float_reshape(B::float_slice(x, &[Slice::from(0..b), Slice::from(t - 1..t), Slice::from(0..d)]), Shape::new([b, d]));
+    let pred = B::float_add(B::float_reshape(B::float_matmul(last, p.tensors[9].clone()), Shape::new([b])), p.tensors[10].clone());
+    let [a0, a1]: [FloatTensor<B>; 2] = attn.try_into().unwrap_or_else(|_| unreachable!("two layers"));
+    let [z0, z1]: [FloatTensor<B>; 2] = zs.try_into().unwrap_or_else(|_| unreachable!("two layers"));
+    Out { pred, attn: [a0, a1], z: [z0, z1] }
 }
 
-fn mse(pred: Tensor<1>, target: &[f32], device: &Device) -> Tensor<1> {
-    let y: Tensor<1> = Tensor::from_data(TensorData::new(target.to_vec(), [target.len()]), device);
-    (pred - y).square().mean()
-}
-
-async fn read(t: Tensor<1>) -> Vec<f32> {
-    t.into_data_async().await.ok().and_then(|d| d.try_into_vec::<f32>().ok()).unwrap_or_default()
-}
-
-async fn read3(t: Tensor<3>) -> Vec<f32> {
-    t.into_data_async().await.ok().and_then(|d| d.try_into_vec::<f32>().ok()).unwrap_or_default()
+/// A CPU tensor's values, row-major.
+fn host(t: FlexTensor) -> Vec<f32> {
+    t.into_data().try_into_vec::<f32>().unwrap_or_default()
 }
 
 /// Loss and gradients (host copies, in [`Weights::flat`] order) for one batch.
-pub async fn loss_and_grads(w: &Weights, data: &Data, device: &Device) -> (f32, Vec<Vec<f32>>) {
-    let dev = device.clone().autodiff();
-    let p = Params::new(w, &dev, true);
-    let out = forward(&p, &data.feats, data.n, data.seq_len, &dev);
-    let loss = mse(out.pred, &data.target, &dev);
-    let grads = loss.backward();
-    let mut g = Vec::with_capacity(p.tensors.len());
-    for t in &p.tensors {
-        let gt = t.grad(&grads).map(|g| g.reshape([-1]));
-        g.push(match gt {
-            Some(gt) => read(gt).await,
-            None => vec![0.0; t.dims().iter().product()],
-        });
-    }
-    (read(loss.reshape([1])).await.first().copied().unwrap_or(f32::NAN), g)
+pub fn loss_and_grads(w: &Weights, data: &Data) -> (f32, Vec<Vec<f32>>) {
+    let p = Params::<Train>::new(w, true);
+    let out = forward(&p, &data.feats, data.n, data.seq_len);
+    let y = Train::float_from_data(TensorData::new(data.target.clone(), [data.n]), &Default::default());
+    let err = Train::float_sub(out.pred, y);
+    let loss = Train::float_mean(Train::float_mul(err.clone(), err));
+    let grads = Train::backward(loss.clone());
+    let g = p.tensors.iter().zip(Weights::shapes(w.d_model)).map(|(t, shape)| Train::grad(t, &grads).map_or_else(|| vec![0.0; shape.iter().product()], host)).collect();
+    (host(Train::inner(loss)).first().copied().unwrap_or(f32::NAN), g)
+}
+
+/// Layer-1 head outputs A·V [n, T, d] on `data`, row-major (for the Lab's PCA picture).
+pub fn layer1_outputs(w: &Weights, data: &Data) -> Vec<f32> {
+    let [z0, _] = forward(&Params::<Flex>::new(w, false), &data.feats, data.n, data.seq_len).z;
+    host(z0)
 }
 
 /// What the mechanism looks like on a data set, and whether it emerged.
@@ -370,12 +364,11 @@ pub struct Evaluation {
     pub verdict: Verdict,
 }
 
-pub async fn evaluate(w: &Weights, data: &Data, device: &Device) -> Evaluation {
-    let p = Params::new(w, device, false);
-    let out = forward(&p, &data.feats, data.n, data.seq_len, device);
-    let pred = read(out.pred).await;
+pub fn evaluate(w: &Weights, data: &Data) -> Evaluation {
+    let out = forward(&Params::<Flex>::new(w, false), &data.feats, data.n, data.seq_len);
+    let pred = host(out.pred);
     let [a0, a1] = out.attn;
-    let attn = [read3(a0).await, read3(a1).await];
+    let attn = [host(a0), host(a1)];
     let t = data.seq_len;
     let (mut catch, mut n_catch, mut release) = (0.0f64, 0usize, 0.0f64);
     for i in 0..data.n {
@@ -467,7 +460,7 @@ impl Trainer {
     }
 
     /// One optimiser step on the next batch. Returns the batch loss.
-    pub async fn step(&mut self, device: &Device) -> f32 {
+    pub fn step(&mut self) -> f32 {
         if self.batch_in_epoch == 0 {
             // a fresh permutation (Fisher–Yates) each epoch
             self.order = (0..self.cfg.n_train).collect();
@@ -481,7 +474,7 @@ impl Trainer {
         let start = self.batch_in_epoch * bs;
         let idx: Vec<usize> = self.order[start..(start + bs).min(self.cfg.n_train)].to_vec();
         let batch = self.train.select(&idx);
-        let (loss, grads) = loss_and_grads(&self.weights, &batch, device).await;
+        let (loss, grads) = loss_and_grads(&self.weights, &batch);
         let mut flat = self.weights.flat();
         self.opt.step(&mut flat, &grads, self.cfg.lr, self.cfg.weight_decay);
         self.weights = Weights::from_flat(self.cfg.d_model, &flat);
@@ -495,14 +488,14 @@ impl Trainer {
         loss
     }
 
-    pub async fn run_epoch(&mut self, device: &Device) {
+    pub fn run_epoch(&mut self) {
         let target = self.epoch + 1;
         while self.epoch < target {
-            self.step(device).await;
+            self.step();
         }
     }
 
-    pub async fn evaluate(&self, device: &Device) -> Evaluation {
-        evaluate(&self.weights, &self.test, device).await
+    pub fn evaluate(&self) -> Evaluation {
+        evaluate(&self.weights, &self.test)
     }
 }

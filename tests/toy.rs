@@ -1,12 +1,6 @@
 //! The minimal problem: data, a construction in the spirit of the paper's Theorem 7.1, gradients, and real training.
 
-use burn::prelude::Device;
-use sinkscope::model::block_on;
 use sinkscope::toy::{self, Data, Rng, TrainConfig, Trainer, Weights};
-
-fn cpu() -> Device {
-    Device::flex()
-}
 
 #[test]
 fn data_targets_are_the_average_after_sep() {
@@ -31,7 +25,7 @@ fn theorem_construction_error_shrinks_with_s_tag() {
     let mut last = f32::INFINITY;
     let mut verdicts = Vec::new();
     for s_tag in [0.5f32, 2.0, 5.0, 10.0, 20.0] {
-        let ev = block_on(toy::evaluate(&Weights::theorem(8, s_tag), &data, &cpu()));
+        let ev = toy::evaluate(&Weights::theorem(8, s_tag), &data);
         let v = ev.verdict;
         println!("s_tag {s_tag:>4}: rmse {:.2e}, catch {:.3}, release {:.3}", v.rmse, v.catch, v.release);
         assert!(v.rmse < last, "s_tag {s_tag}: rmse {} did not shrink below {last}", v.rmse);
@@ -50,10 +44,10 @@ fn gradients_match_finite_differences() {
     let mut rng = Rng::new(3);
     let w = Weights::init(cfg.d_model, &mut rng);
     let data = Data::generate(8, cfg.n_numbers, &mut rng);
-    let (loss, grads) = block_on(toy::loss_and_grads(&w, &data, &cpu()));
+    let (loss, grads) = toy::loss_and_grads(&w, &data);
     assert!(loss.is_finite());
     let flat = w.flat();
-    let loss_at = |flat: &[Vec<f32>]| block_on(toy::loss_and_grads(&Weights::from_flat(cfg.d_model, flat), &data, &cpu())).0 as f64;
+    let loss_at = |flat: &[Vec<f32>]| toy::loss_and_grads(&Weights::from_flat(cfg.d_model, flat), &data).0 as f64;
     let h = 1e-2f32;
     let mut checked = 0;
     for (pi, (p, g)) in flat.iter().zip(&grads).enumerate() {
@@ -76,7 +70,7 @@ fn training_is_deterministic_for_a_seed() {
     let run = || {
         let mut t = Trainer::new(cfg.clone());
         while !t.done() {
-            block_on(t.run_epoch(&cpu()));
+            t.run_epoch();
         }
         (t.losses.clone(), t.weights.flat())
     };
@@ -89,11 +83,11 @@ fn training_is_deterministic_for_a_seed() {
 fn a_short_training_run_develops_catch_tag_release() {
     let cfg = TrainConfig { seed: EMERGING_SEED, epochs: SHORT_EPOCHS, ..TrainConfig::default() };
     let mut t = Trainer::new(cfg);
-    let before = block_on(t.evaluate(&cpu())).verdict;
+    let before = t.evaluate().verdict;
     while !t.done() {
-        block_on(t.run_epoch(&cpu()));
+        t.run_epoch();
     }
-    let v = block_on(t.evaluate(&cpu())).verdict;
+    let v = t.evaluate().verdict;
     assert!(!before.emerged);
     assert!(t.losses.last().unwrap() < &(t.losses[0] / 4.0), "loss fell: {:?}", t.losses);
     assert!(v.emerged, "verdict after {SHORT_EPOCHS} epochs: {v:?}");

@@ -7,7 +7,6 @@ use super::draw::{self, sink_colour};
 use super::plot::{self, ColourBar, Figure, LinesSpec, MatrixSpec, ScatterSpec, Style};
 use crate::analysis::{catch, pca, sinks};
 use crate::toy::{self, Data, Rng, TrainConfig, Trainer, Verdict, Weights};
-use burn::prelude::Device;
 
 /// The pre-trained checkpoint shown before any training (made by
 /// `sinkscope toy train --seed 3 --save www/toy-checkpoint.json`).
@@ -82,10 +81,10 @@ impl Lab {
         Self { trainer: Trainer::new(TrainConfig { seed, ..TrainConfig::default() }), source: "training", running: false, probes: probes() }
     }
 
-    pub async fn frame(&self, device: &Device, st: &Style) -> LabFrame {
+    pub fn frame(&self, st: &Style) -> LabFrame {
         let tr = &self.trainer;
-        let verdict = tr.evaluate(device).await.verdict;
-        let ev = toy::evaluate(&tr.weights, &self.probes, device).await;
+        let verdict = tr.evaluate().verdict;
+        let ev = toy::evaluate(&tr.weights, &self.probes);
         let t = self.probes.seq_len;
         let sep = self.probes.sep[0];
         let f = &self.probes.feats;
@@ -104,7 +103,7 @@ impl Lab {
         // Tag view: layer-1 head outputs of all probe tokens, coloured by the sink that caught them
         // (per sequence, its layer-1 sinks at eps 0.2): [SEP] catches -> orange, others blue, none grey.
         let d = tr.weights.d_model;
-        let z = layer1_outputs(&tr.weights, &self.probes, device).await;
+        let z = toy::layer1_outputs(&tr.weights, &self.probes);
         let p = pca::pca2(&z, self.probes.n * t, d);
         let mut colors = Vec::with_capacity(self.probes.n * t);
         for i in 0..self.probes.n {
@@ -223,22 +222,14 @@ fn probes() -> Data {
     Data::generate(PROBES, TrainConfig::default().n_numbers, &mut Rng::new(PROBE_SEED))
 }
 
-async fn layer1_outputs(w: &Weights, data: &Data, device: &Device) -> Vec<f32> {
-    let p = toy::Params::new(w, device, false);
-    let out = toy::forward(&p, &data.feats, data.n, data.seq_len, device);
-    let [z1, _] = out.z;
-    z1.into_data_async().await.ok().and_then(|d| d.try_into_vec::<f32>().ok()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::block_on;
 
     #[test]
     fn checkpoint_loads_and_has_the_mechanism() {
         let lab = Lab::from_checkpoint().expect("committed checkpoint parses");
-        let f = block_on(lab.frame(&Device::flex(), &Style::default()));
+        let f = lab.frame(&Style::default());
         assert!(f.verdict.emerged, "{:?}", f.verdict);
         assert_eq!(f.checks, [true; 3]);
         assert_eq!(f.tokens[f.sep], "[SEP]");
@@ -257,7 +248,7 @@ mod tests {
     #[test]
     fn fresh_lab_has_not_learned_yet() {
         let lab = Lab::fresh(7);
-        let f = block_on(lab.frame(&Device::flex(), &Style::default()));
+        let f = lab.frame(&Style::default());
         assert_eq!(f.epoch, 0);
         assert!(!f.verdict.emerged);
         assert!(f.losses.is_empty());

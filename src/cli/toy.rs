@@ -1,7 +1,6 @@
 //! `sinkscope toy`: the paper's Section 7 model, trained from the command line.
 
 use serde_json::json;
-use sinkscope::model::block_on;
 use sinkscope::toy::{verdict, TrainConfig, Trainer};
 
 use super::Args;
@@ -37,18 +36,17 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let a = Args::parse(rest, &["json"])?;
     a.check_known(&KNOWN)?;
     let cfg = config(&a)?;
-    let device = burn::prelude::Device::flex();
     match cmd.as_str() {
         "train" => {
             let mut tr = Trainer::new(cfg.clone());
             let json_out = a.flag("json");
             while !tr.done() {
-                block_on(tr.run_epoch(&device));
+                tr.run_epoch();
                 if !json_out {
                     println!("epoch {:>3}  loss {:.6}", tr.epoch, tr.losses[tr.epoch - 1]);
                 }
             }
-            let ev = block_on(tr.evaluate(&device));
+            let ev = tr.evaluate();
             let v = ev.verdict;
             if let Some(path) = a.get("save") {
                 let doc = json!({"config": cfg, "weights": tr.weights, "verdict": v, "losses": tr.losses});
@@ -77,9 +75,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
             for seed in 0..seeds {
                 let mut tr = Trainer::new(TrainConfig { seed, ..cfg.clone() });
                 while !tr.done() {
-                    block_on(tr.run_epoch(&device));
+                    tr.run_epoch();
                 }
-                let v = block_on(tr.evaluate(&device)).verdict;
+                let v = tr.evaluate().verdict;
                 emerged += v.emerged as usize;
                 if !a.flag("json") {
                     println!("seed {seed:>3}: catch {:.3}  release {:.3}  rmse {:.4} (constant {:.4})  {}", v.catch, v.release, v.rmse, v.baseline_rmse, if v.emerged { "EMERGED" } else { "-" });

@@ -481,7 +481,7 @@ async fn run_pending() {
 async fn export_lab(state: &ViewState, kind: ExportKind) -> Result<Reply<'static>, String> {
     let lab = lab_take()?;
     let style = if state.projector { Style::PROJECTOR } else { Style::default() };
-    let frame = lab.frame(&burn::prelude::Device::flex(), &style).await;
+    let frame = lab.frame(&style);
     let json = serde_json::json!({"config": lab.trainer.cfg, "losses": frame.losses, "verdict": frame.verdict, "thresholds": {
         "min_catch": frame.thresholds[0], "min_release": frame.thresholds[1], "max_relative_error": frame.thresholds[2]}});
     WORKER.with_borrow_mut(|w| {
@@ -724,7 +724,7 @@ async fn lab_post() {
     };
     let style = WORKER.with_borrow(|w| w.lab_style);
     lab.running = WORKER.with_borrow(|w| w.lab_running && w.lab_loop);
-    let frame = lab.frame(&burn::prelude::Device::flex(), &style).await;
+    let frame = lab.frame(&style);
     WORKER.with_borrow_mut(|w| {
         if w.lab.is_none() {
             w.lab = Some(lab);
@@ -736,7 +736,6 @@ async fn lab_post() {
 /// Train while the Lab is running, posting a picture every few batches and yielding between so
 /// that Pause, Reset (and model updates) are seen.
 async fn lab_loop() {
-    let device = burn::prelude::Device::flex();
     loop {
         yield_now().await;
         if !WORKER.with_borrow(|w| w.lab_running) {
@@ -751,11 +750,11 @@ async fn lab_loop() {
             if lab.trainer.done() {
                 break;
             }
-            lab.trainer.step(&device).await;
+            lab.trainer.step();
         }
         lab.running = !lab.trainer.done();
         let style = WORKER.with_borrow(|w| w.lab_style);
-        let frame = lab.frame(&device, &style).await;
+        let frame = lab.frame(&style);
         // A reset that arrived meanwhile put a fresh Lab in place: it wins over this run.
         let reset = WORKER.with_borrow_mut(|w| {
             if w.lab.is_none() {
