@@ -20,8 +20,8 @@ mkdir -p "$OUT"
 find "$OUT" -maxdepth 1 -type f -delete
 rm -rf "$OUT/snippets"
 
-worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_EXTRA, PROFILE from the caller)
-  local name=$1 bin=$2 profile=${PROFILE:-release}
+worker() { # output name, bin, cargo flags... (RUSTFLAGS, CARGO_TARGET_DIR, OPT_EXTRA, WORKER_PROFILE from the caller)
+  local name=$1 bin=$2 profile=${WORKER_PROFILE:-release}
   shift 2
   local dir=${CARGO_TARGET_DIR:-target}
   cargo build --profile "$profile" --target wasm32-unknown-unknown --bin "$bin" "$@"
@@ -38,7 +38,7 @@ worker sinkscope sinkscope
 # The WebGPU worker with Cargo.toml's `webgpu` profile: CubeCL's kernel compiler and burn's GPU
 # kernels (most of its size, and code that runs once per kernel) optimised for size, with one
 # codegen unit and whole-program LTO; this crate's own code at full speed (README: Sizes).
-PROFILE=webgpu worker sinkscope-webgpu sinkscope-webgpu --features wgpu
+WORKER_PROFILE=webgpu worker sinkscope-webgpu sinkscope-webgpu --features wgpu
 # The CPU worker again with relaxed SIMD (f32x4.relaxed_madd: one fused multiply-add where the CPU
 # has FMA), for browsers that validate it (the page checks). Its own build folder: other target
 # features mean every crate is compiled again, and sharing the folder would rebuild both each time.

@@ -11,7 +11,7 @@
 //! The dense products (f32 weights, the attention's q·kᵀ and pattern·v) are here too, with the
 //! attention pattern's scale, mask and softmax fused into one kernel, rather than burn's matmul:
 //! one dispatch instead of about eight for the pattern, and burn's matmul (its autotuned tile
-//! variants, quantized inputs included) is 0.46 MB of the gzipped WebGPU worker (README, Sizes).
+//! variants, quantized inputs included) was ~0.9 MB of the gzipped WebGPU worker (README: Sizes).
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::Cube;
@@ -285,6 +285,8 @@ pub fn qrows(w: IntTensor<Cube>, ids: IntTensor<Cube>, ty: u32, n: usize, k: usi
 pub fn matmul_nt(x: FloatTensor<Cube>, w: FloatTensor<Cube>) -> FloatTensor<Cube> {
     let (x, w) = (into_contiguous(x), into_contiguous(w));
     let (t, k, n) = (x.meta.shape()[0], x.meta.shape()[1], w.meta.shape()[0]);
+    // (the model's shapes; no fallback to burn's matmul here, which would link it in: see above)
+    debug_assert!(x.meta.shape().num_dims() == 2 && w.meta.shape().dims::<2>() == [n, k]);
     let out = empty_device_dtype(x.client.clone(), x.device.clone(), Shape::new([t, n]), DType::F32);
     let (count, dim) = launch_dims(t * n);
     let client = out.client.clone();
@@ -296,6 +298,7 @@ pub fn matmul_nt(x: FloatTensor<Cube>, w: FloatTensor<Cube>) -> FloatTensor<Cube
 pub fn bmatmul(a: FloatTensor<Cube>, v: FloatTensor<Cube>) -> FloatTensor<Cube> {
     let (a, v) = (into_contiguous(a), into_contiguous(v));
     let (b, m, t, d) = (a.meta.shape()[0], a.meta.shape()[1], a.meta.shape()[2], v.meta.shape()[2]);
+    debug_assert!(v.meta.shape().dims::<3>() == [b, t, d]);
     let out = empty_device_dtype(a.client.clone(), a.device.clone(), Shape::new([b, m, d]), DType::F32);
     let (count, dim) = launch_dims(b * m * d);
     let client = out.client.clone();
@@ -307,6 +310,7 @@ pub fn bmatmul(a: FloatTensor<Cube>, v: FloatTensor<Cube>) -> FloatTensor<Cube> 
 pub fn attention_pattern(q: FloatTensor<Cube>, k: FloatTensor<Cube>, mask: FloatTensor<Cube>, scale: f32) -> FloatTensor<Cube> {
     let (q, k, mask) = (into_contiguous(q), into_contiguous(k), into_contiguous(mask));
     let (b, m, d, t) = (q.meta.shape()[0], q.meta.shape()[1], q.meta.shape()[2], k.meta.shape()[1]);
+    debug_assert!(k.meta.shape().dims::<3>() == [b, t, d] && mask.meta.shape().dims::<3>() == [1, m, t]);
     let out = empty_device_dtype(q.client.clone(), q.device.clone(), Shape::new([b, m, t]), DType::F32);
     if t == 0 {
         return out;

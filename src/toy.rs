@@ -14,7 +14,7 @@
 //! * loss: mean squared error; optimiser: AdamW (lr 5e-2, weight decay 1e-3, β = (0.9, 0.999)),
 //!   8,192 training sequences, batch 256, 50 epochs — the paper's numbers where it gives them.
 //!
-//! Gradients come from burn's autodiff on its CPU backend ([`Train`]); the optimiser step runs on
+//! Gradients come from burn's autodiff on its CPU backend (`Train`); the optimiser step runs on
 //! the host (the parameters are a few kilobytes), which keeps training deterministic for a seed.
 
 use burn::backend::flex::FlexTensor;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 /// The backend the toy trains on: burn's autodiff over its CPU backend, named here rather than
 /// reached through burn's device-agnostic tensors. The toy's matrices are 16 × 16, so it runs on the
 /// CPU in every build, and a `matmul` on the device-agnostic tensors would link burn's WebGPU matmul
-/// (its tile variants and quantized inputs: 0.46 MB of the gzipped WebGPU worker, README: Sizes)
+/// (its tile variants and quantized inputs: ~0.9 MB of the gzipped WebGPU worker, README: Sizes)
 /// into a worker that never multiplies with it.
 type Train = Autodiff<Flex>;
 

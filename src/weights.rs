@@ -12,8 +12,8 @@
 //!   [`crate::vmath`]'s vectorised `exp` (burn's CPU backend calls the runtime's scalar `expf` for
 //!   each SiLU and softmax value, and multiplies the attention's small matrices without SIMD in wasm);
 //! * WebGPU (`Cube`): kernels that read the blocks and expand them inside the product, and the
-//!   dense and attention products ([`crate::gpu`]); no burn matmul, which would add 0.46 MB to the
-//!   gzipped WebGPU worker.
+//!   dense and attention products ([`crate::gpu`]); no burn matmul, which adds ~0.9 MB to the
+//!   gzipped WebGPU worker (README: Sizes).
 
 use burn::backend::backend_extension;
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -49,8 +49,9 @@ pub trait LinearBackend: burn::backend::Backend {
     fn rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// The three element-wise and attention ops with burn's own operations, as every backend has them
-/// (the WebGPU implementation, and the CPU's for shapes or types its own code does not take).
+/// The extension's operations composed of burn's own, as every backend has them: the WebGPU
+/// implementation of SiLU·up, RMSNorm and RoPE, and the CPU's fallback for shapes or types its own
+/// code does not take.
 mod generic {
     use burn::backend::tensor::FloatTensor;
     use burn::backend::Backend;

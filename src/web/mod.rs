@@ -755,7 +755,8 @@ async fn lab_loop() {
         lab.running = !lab.trainer.done();
         let style = WORKER.with_borrow(|w| w.lab_style);
         let frame = lab.frame(&style);
-        // A reset that arrived meanwhile put a fresh Lab in place: it wins over this run.
+        // A reset that arrived meanwhile would have put a fresh Lab in place, and it would win over
+        // this run (nothing awaits between the take and here today; the guard keeps it so).
         let reset = WORKER.with_borrow_mut(|w| {
             if w.lab.is_none() {
                 w.lab = Some(lab);
