@@ -311,6 +311,51 @@ pub fn rope(x: Tensor<3>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<3> {
     Tensor::from_dispatch(<D as LinearBackend>::rope(x.into_dispatch(), cos.into_dispatch(), sin.into_dispatch()))
 }
 
+/// The extension's dense products on `device` against the CPU backend's, on small random inputs of
+/// ragged shapes: (cases, failures). The WebGPU kernels of [`crate::gpu`] cannot run in a native
+/// test here (no GPU); the worker's kernel-check hook runs this on its device, and the e2e suite on
+/// SwiftShader. (The block kernels are compared with the CPU through whole forwards.)
+pub async fn device_check(device: &Device) -> (usize, Vec<String>) {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rand = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    };
+    async fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data_async().await.ok().and_then(|d| d.try_into_vec::<f32>().ok()).unwrap_or_default()
+    }
+    let cpu = Device::flex();
+    let on = |d: &Device, v: &[f32], shape: [usize; 3]| Tensor::<3>::from_data(TensorData::new(v.to_vec(), shape), d);
+    let (x, w) = (rand(5 * 70), rand(37 * 70));
+    let dense = |d: &Device| Weight::upload(HostMatrix { ty: QType::F32, n: 37, k: 70, bytes: bytemuck::cast_slice(&w).to_vec() }, d);
+    let x2 = |d: &Device| Tensor::<2>::from_data(TensorData::new(x.clone(), [5, 70]), d);
+    let (a, v) = (rand(3 * 5 * 7), rand(3 * 7 * 16));
+    let (q, k) = (rand(2 * 6 * 16), rand(2 * 9 * 16));
+    // causal with 3 earlier positions, and the model's finite mask value for the rest
+    let mask: Vec<f32> = (0..6 * 9).map(|i| if i % 9 <= 3 + i / 9 { 0.0 } else { -1.0e30 }).collect();
+    let cases = [
+        ("dense x·Wᵀ [5, 70] x [37, 70]", host(dense(device).matmul_nt(x2(device))).await, host(dense(&cpu).matmul_nt(x2(&cpu))).await),
+        ("pattern × values [3, 5, 7] x [3, 7, 16]", host(bmatmul(on(device, &a, [3, 5, 7]), on(device, &v, [3, 7, 16]))).await, host(bmatmul(on(&cpu, &a, [3, 5, 7]), on(&cpu, &v, [3, 7, 16]))).await),
+        (
+            "attention pattern q [2, 6, 16], k [2, 9, 16]",
+            host(attention_pattern(on(device, &q, [2, 6, 16]), on(device, &k, [2, 9, 16]), on(device, &mask, [1, 6, 9]), 0.25)).await,
+            host(attention_pattern(on(&cpu, &q, [2, 6, 16]), on(&cpu, &k, [2, 9, 16]), on(&cpu, &mask, [1, 6, 9]), 0.25)).await,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, got, want) in &cases {
+        let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs() / (1.0 + w.abs())).fold(0.0f32, |m, d| if d > m || d.is_nan() { d } else { m });
+        if got.len() != want.len() || want.is_empty() || !(worst <= 1e-5) {
+            failures.push(format!("{name}: {} values against {}, worst relative difference {worst:.2e}", got.len(), want.len()));
+        }
+    }
+    (cases.len(), failures)
+}
+
 /// A matrix on the host: `n` rows of `k` values, as blocks of `ty` (F32: plain little-endian f32).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostMatrix {
@@ -549,5 +594,18 @@ impl Linear {
 
     pub fn parts(&self) -> &[Weight] {
         &self.parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the CPU the check compares the CPU with itself: it must run every case and find nothing
+    /// (what the e2e suite asks of WebGPU).
+    #[test]
+    fn device_check_runs_every_case() {
+        let (cases, failures) = crate::model::block_on(device_check(&Device::flex()));
+        assert_eq!((cases, failures), (3, Vec::<String>::new()));
     }
 }

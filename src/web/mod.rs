@@ -125,7 +125,8 @@ enum Reply<'a> {
     /// The answer to `kernel-check`: cases run, the ones that failed, and whether this build uses
     /// relaxed SIMD.
     /// `helpers`: helper workers that answer; `helper_parts`: product parts they computed so far.
-    KernelCheck { cases: usize, failures: Vec<String>, relaxed_simd: bool, helpers: usize, helper_parts: usize },
+    /// `device_cases`: how many of `cases` compared the worker's GPU kernels with the CPU (0 on the CPU).
+    KernelCheck { cases: usize, failures: Vec<String>, relaxed_simd: bool, helpers: usize, helper_parts: usize, device_cases: usize },
 }
 
 struct Worker {
@@ -346,17 +347,7 @@ fn handle(req: Request) {
         Request::Export { state, kind } => wasm_bindgen_futures::spawn_local(export_view(state, kind)),
         Request::Poison => WORKER.with_borrow_mut(|w| w.poison = true),
         Request::Panic => panic!("a deliberate panic (test hook)"),
-        Request::KernelCheck => {
-            #[allow(unused_mut)]
-            let (mut cases, mut failures) = crate::quant::self_check();
-            #[cfg(target_feature = "simd128")]
-            {
-                cases += 1;
-                failures.extend(crate::vmath::wasm::self_check());
-            }
-            let (helpers, helper_parts) = helpers::stats();
-            post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd"), helpers, helper_parts });
-        }
+        Request::KernelCheck => wasm_bindgen_futures::spawn_local(kernel_check()),
         Request::LoseDevice => device::lose(),
         Request::CrashHelper => helpers::crash_one(),
         Request::Probe { data, csv, n, seed, eps, layer, projector } => wasm_bindgen_futures::spawn_local(jobs::probe(data, csv, n, seed, eps, layer, projector)),
@@ -704,6 +695,27 @@ async fn compute_comparison(prompt: &str, eps: f32) -> Result<Comparison, String
     let b = sides.pop().ok_or("no second model")?;
     let a = sides.pop().ok_or("no first model")?;
     Ok(compare(a, b))
+}
+
+/// The kernel-check test hook: this build's CPU kernels against the portable ones, and on WebGPU the
+/// device's dense and attention kernels against the CPU's.
+async fn kernel_check() {
+    #[allow(unused_mut)]
+    let (mut cases, mut failures) = crate::quant::self_check();
+    #[cfg(target_feature = "simd128")]
+    {
+        cases += 1;
+        failures.extend(crate::vmath::wasm::self_check());
+    }
+    let gpu = WORKER.with_borrow(|w| w.session.as_ref().filter(|_| w.backend == "webgpu").map(|s| s.engine.model.device().clone()));
+    let mut device_cases = 0;
+    if let Some(device) = gpu {
+        let (n, f) = crate::weights::device_check(&device).await;
+        (device_cases, cases) = (n, cases + n);
+        failures.extend(f);
+    }
+    let (helpers, helper_parts) = helpers::stats();
+    post(&Reply::KernelCheck { cases, failures, relaxed_simd: cfg!(target_feature = "relaxed-simd"), helpers, helper_parts, device_cases });
 }
 
 /// Batches trained between two pictures of the Lab.

@@ -192,6 +192,9 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
     const hm = await heatmapStats(page);
     assert(hm.w === 9 && hm.shown === 45, `heatmap 9x9 with 45 visible cells: ${hm.w} ${hm.shown}`);
     gpuSinkHeads = toks.map((t) => t.sinkHeads);
+    // the dense, pattern × values and attention-pattern kernels against the CPU on ragged shapes
+    const check = await kernelCheck(page);
+    assert(check.device_cases === 3 && check.failures.length === 0, `WebGPU kernels against the CPU: ${JSON.stringify(check)}`);
     // the numbers behind the picture (the export reuses the trace: no second forward)
     gpuJson = JSON.parse((await download(page, () => page.click("[data-testid=export-json]"))).bytes.toString("utf8"));
     await page.screenshot({ path: join(SHOTS, "01-webgpu.png"), fullPage: true });
