@@ -329,12 +329,6 @@ pub fn loss_and_grads(w: &Weights, data: &Data) -> (f32, Vec<Vec<f32>>) {
     (host(Train::inner(loss)).first().copied().unwrap_or(f32::NAN), g)
 }
 
-/// Layer-1 head outputs A·V [n, T, d] on `data`, row-major (for the Lab's PCA picture).
-pub fn layer1_outputs(w: &Weights, data: &Data) -> Vec<f32> {
-    let [z0, _] = forward(&Params::<Flex>::new(w, false), &data.feats, data.n, data.seq_len).z;
-    host(z0)
-}
-
 /// What the mechanism looks like on a data set, and whether it emerged.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -361,6 +355,8 @@ pub struct Evaluation {
     pub pred: Vec<f32>,
     /// Per layer [n, T, T].
     pub attn: [Vec<f32>; 2],
+    /// Layer-1 head outputs A·V [n, T, d] (for the Lab's PCA picture).
+    pub layer1_z: Vec<f32>,
     pub verdict: Verdict,
 }
 
@@ -369,6 +365,8 @@ pub fn evaluate(w: &Weights, data: &Data) -> Evaluation {
     let pred = host(out.pred);
     let [a0, a1] = out.attn;
     let attn = [host(a0), host(a1)];
+    let [z0, _] = out.z;
+    let layer1_z = host(z0);
     let t = data.seq_len;
     let (mut catch, mut n_catch, mut release) = (0.0f64, 0usize, 0.0f64);
     for i in 0..data.n {
@@ -384,7 +382,7 @@ pub fn evaluate(w: &Weights, data: &Data) -> Evaluation {
     let rmse = (pred.iter().zip(&data.target).map(|(p, y)| ((p - y) as f64).powi(2)).sum::<f64>() / data.n as f64).sqrt();
     let base = (data.target.iter().map(|&y| (y as f64 - mean_target).powi(2)).sum::<f64>() / data.n as f64).sqrt();
     let verdict = Verdict::judge((catch / n_catch.max(1) as f64) as f32, (release / data.n as f64) as f32, rmse as f32, base as f32);
-    Evaluation { pred, attn, verdict }
+    Evaluation { pred, attn, layer1_z, verdict }
 }
 
 /// AdamW on host vectors.

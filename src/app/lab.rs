@@ -103,8 +103,8 @@ impl Lab {
         // Tag view: layer-1 head outputs of all probe tokens, coloured by the sink that caught them
         // (per sequence, its layer-1 sinks at eps 0.2): [SEP] catches -> orange, others blue, none grey.
         let d = tr.weights.d_model;
-        let z = toy::layer1_outputs(&tr.weights, &self.probes);
-        let p = pca::pca2(&z, self.probes.n * t, d);
+        let z = &ev.layer1_z;
+        let p = pca::pca2(z, self.probes.n * t, d);
         let mut colors = Vec::with_capacity(self.probes.n * t);
         for i in 0..self.probes.n {
             let a = &ev.attn[0][i * t * t..(i + 1) * t * t];
