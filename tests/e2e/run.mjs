@@ -202,7 +202,7 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
 
   await test("WebGPU: a lost GPU device falls back to the CPU and re-runs the prompt", async () => {
     const said = [];
-    const listen = (m) => { if (m.text().startsWith("sinkscope:")) said.push(m.text()); };
+    const listen = (m) => { if (m.text().startsWith("sinkscope:") || m.type() === "error" || m.type() === "warning") said.push(`${m.type()}: ${m.text()}`.slice(0, 400)); };
     page.on("console", listen);
     await page.evaluate(() => window.sinkscopeLoseDevice());
     await page.type("[data-testid=prompt]", " Again");
@@ -211,7 +211,7 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
       await page.waitForFunction(() => document.querySelector("[data-testid=backend]").textContent === "cpu", null, { timeout: 120_000 });
     } catch (e) {
       // what the page showed, for a failure that has not been reproduced here (one CI run)
-      const seen = await page.evaluate(() => ({ backend: document.querySelector("[data-testid=backend]").textContent, status: document.querySelector("[data-testid=status]").dataset.state, summary: document.querySelector("#summary")?.textContent }));
+      const seen = await page.evaluate(() => ({ backend: document.querySelector("[data-testid=backend]").textContent, status: document.querySelector("[data-testid=status]").dataset.state, loading: document.querySelector("#progress-text")?.textContent, summary: document.querySelector("#summary")?.textContent, events: window.sinkscopeEvents }));
       throw new Error(`${e.message}; page: ${JSON.stringify(seen)}; notices: ${JSON.stringify(await notices(page))}; console: ${JSON.stringify(said)}`);
     } finally {
       page.off("console", listen);
@@ -678,6 +678,34 @@ let relaxed = null; // the relaxed-SIMD CPU build's link and analysis, compared 
     assert((await tokens(page)).length > 10, "the new prompt was analysed");
     await page.waitForTimeout(600); // (the page would report a worker error after 500 ms)
     assert(await page.$eval("[data-testid=status]", (s) => s.dataset.state) === "ready", "still ready");
+  });
+
+  await test("CPU: a restarted worker that stays silent is started again; two in a row say so, and Retry recovers", async () => {
+    const workers = () => page.evaluate(() => Number(document.body.dataset.workers));
+    const failed = () => page.waitForFunction(() => document.querySelector("[data-testid=status]").dataset.state === "error", null, { timeout: 30_000 });
+    await page.evaluate(() => { window.sinkscopeStartWaitMs = 1500; window.sinkscopePanic(); });
+    await failed();
+    // one silent worker (its messages dropped by the test hook): replaced, and the prompt runs
+    let before = await workers();
+    await page.evaluate(() => { window.sinkscopeMuteWorkers = 1; });
+    await page.click("#retry");
+    await waitReady(page);
+    const events = await page.evaluate(() => window.sinkscopeEvents.join("\n"));
+    assert(/silent after 1500 ms: start it again/.test(events), events);
+    assert(await workers() === before + 2, "the silent worker, then its replacement");
+    assert((await tokens(page)).length > 10, "the prompt was analysed again");
+    // two silent ones: a message and Retry, which then works
+    await page.evaluate(() => window.sinkscopePanic());
+    await failed();
+    before = await workers();
+    await page.evaluate(() => { window.sinkscopeMuteWorkers = 2; });
+    await page.click("#retry");
+    await page.waitForFunction(() => /has not started after 3 s/.test(document.querySelector("#failure-text").textContent) && !document.querySelector("#failure").hidden, null, { timeout: 30_000 });
+    assert(await workers() === before + 2, "one restart, not more");
+    await page.click("#retry");
+    await waitReady(page);
+    assert(await page.isHidden("#failure"), "Retry recovers");
+    await page.evaluate(() => { window.sinkscopeStartWaitMs = undefined; });
   });
 
   await test("CPU: no uncaught page errors and no CSP violation; an injected inline script is refused", async () => {
