@@ -147,11 +147,13 @@ function logEvent(what) {
 window.sinkscopeEvents = events;
 
 // A restarted worker (a backend switch, the CPU after a lost GPU device, Retry) that has not said
-// "alive" START_WAIT_MS after its start is started again, once, and then the page says so. Its files
-// were fetched already, so this is no slow download: twice in CI (of about 15 runs, headless
-// Chromium on SwiftShader) the CPU worker started after a lost GPU device never ran its script and
-// never reported an error; the cause is in the browser and was not found (README: Not done). The
-// page's first worker is not watched: on a slow connection its download alone may take that long.
+// "alive" START_WAIT_MS after its start is started again, once, and then the page says so. Why: three
+// times (twice in CI, once here, headless Chromium on SwiftShader) the CPU worker started after a lost
+// GPU device never ran its script and never reported an error; the cause is in the browser and was
+// not found (README: Not done). The page's first worker is not watched: on a slow connection its
+// download alone may take that long. A restarted one's files are usually in the HTTP cache; where
+// they are not and the link is that slow, the restart costs a second download and at worst the
+// message with Retry.
 const START_WAIT_MS = 15_000;
 let startTimer = null;
 let starts = 0;         // workers started by this page
