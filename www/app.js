@@ -197,6 +197,7 @@ function startWorker(kind = workerKind || "cpu", { again = false } = {}) {
         notice(`The model worker had not started after ${wait / 1000} s; starting it again.`, "worker");
         startWorker(kind, { again: true });
       } else {
+        dropNotice("worker");
         fail(`The model worker has not started after ${(2 * wait) / 1000} s. Press Retry, or reload the page.`);
       }
     }, wait);
@@ -213,6 +214,8 @@ function startWorker(kind = workerKind || "cpu", { again = false } = {}) {
 
 function showLoading(text) {
   $("loading").hidden = false;
+  $("progress-fill").style.width = "0%"; // (not the last load's bar)
+  $("progress").setAttribute("aria-valuenow", "0");
   $("progress-text").textContent = text;
   setStatus("loading", "Loading the model…");
 }
