@@ -204,6 +204,7 @@ function startWorker(kind = workerKind || "cpu", { again = false } = {}) {
   }
   worker.onerror = (ev) => {
     ev.preventDefault();
+    if (worker === mine) clearTimeout(startTimer); // (an error is an answer: its message stays)
     // A panic in Rust posts its own message (with its text) before the wasm traps; the trap's
     // error event can overtake it, so wait a moment for the better message.
     if (mine.fatalSeen) return;
